@@ -1,0 +1,283 @@
+"""Output-stationary systolic GEMM array with a tiling controller that overlaps folds.
+
+A fold computes one R×C tile of C over all K. A-columns enter the rows from the left and
+B-rows enter the columns from the top, both skewed so that A[i, k] meets B[k, j] in PE(i, j).
+Each PE keeps its accumulator; on the fold's last beat it hands the sum to its result
+register and starts the next fold on the very next beat, so folds follow each other with no
+fill or drain gap. Result registers of a column form a shift chain that drains the tile
+downwards while the next fold computes, so consecutive folds must finish at least R steps
+apart (only a short K or a starved input ever makes the array wait for that).
+
+The whole datapath advances on one enable, ``step``, which is low only while the output
+queue is full: back-pressure freezes the array; starved inputs enter it as bubbles.
+"""
+from __future__ import annotations
+
+from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.lib import data, fifo, wiring
+from amaranth.lib.wiring import In, Out
+
+from .config import DIM_BITS, SystolicGemmConfig
+from .interface import gemm_signature, result_layout
+
+__all__ = ["OutputStationaryPE", "OutputStationaryGemm"]
+
+
+def _beat_layout(width: int) -> data.StructLayout:
+    """An A operand travelling along a row, with the flags that frame its fold."""
+    return data.StructLayout({"value": signed(width), "valid": 1, "first": 1, "last": 1})
+
+
+class OutputStationaryPE(wiring.Component):
+    """One PE: ``acc += a·b``; on ``last`` the finished sum moves to ``result``.
+
+    ``shift`` loads ``result`` from ``chain_in`` (the PE above) to drain the column; a capture
+    in the same step takes priority (the controller guarantees the shifted value is stale).
+    """
+
+    def __init__(self, *, width: int, acc_width: int):
+        self._acc_width = acc_width
+        super().__init__({
+            "en": In(1),
+            "a_in": In(_beat_layout(width)),
+            "b_in": In(signed(width)),
+            "a_out": Out(_beat_layout(width)),
+            "b_out": Out(signed(width)),
+            "shift": In(1),
+            "chain_in": In(signed(acc_width)),
+            "result": Out(signed(acc_width)),
+            "capture": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        acc = Signal(signed(self._acc_width))
+        total = Signal(signed(self._acc_width))
+        m.d.comb += [
+            total.eq(Mux(self.a_in.first, 0, acc) + self.a_in.value * self.b_in),
+            self.capture.eq(self.en & self.a_in.valid & self.a_in.last),
+        ]
+        with m.If(self.en):
+            m.d.sync += [self.a_out.eq(self.a_in), self.b_out.eq(self.b_in)]
+            with m.If(self.a_in.valid):
+                m.d.sync += acc.eq(total)
+            with m.If(self.capture):
+                m.d.sync += self.result.eq(total)
+            with m.Elif(self.shift):
+                m.d.sync += self.result.eq(self.chain_in)
+        return m
+
+
+class OutputStationaryGemm(wiring.Component):
+    """R×C output-stationary array, tiling controller, drain and output queue.
+
+    Operand beats, fold by fold (tile row ``tm`` outer, tile column ``tn`` inner), K beats each:
+    ``a`` = A[tm·R : tm·R+R, k] and ``b`` = B[k, tn·C : tn·C+C], zero-padded at the edges.
+    Results: one ``c`` transfer per valid row of each tile, tiles in fold order, rows of a tile
+    bottom-up, each tagged with its ``row`` and first ``col``; lanes past N hold zeros.
+    """
+
+    def __init__(self, config: SystolicGemmConfig):
+        self._config = config
+        super().__init__(gemm_signature(config))
+
+    def elaborate(self, platform):
+        cfg = self._config
+        R, C, W, A = cfg.rows, cfg.cols, cfg.width, cfg.acc_width
+        m = Module()
+
+        # Output queue; the array steps whenever it can take one more row.
+        out_layout = result_layout(cfg)
+        m.submodules.out_queue = out_queue = fifo.SyncFIFOBuffered(width=out_layout.size, depth=4)
+        # Jobs whose results are still draining, for the output side's own tile walk.
+        m.submodules.job_queue = job_queue = fifo.SyncFIFOBuffered(width=3 * DIM_BITS, depth=4)
+        step = Signal()
+        m.d.comb += step.eq(out_queue.w_rdy)
+
+        # --- Input controller: walks the folds of the current job. ---
+        busy = Signal()
+        size_m, size_k, size_n = (Signal(DIM_BITS, name=f"size_{x}") for x in "mkn")
+        m_base = Signal(DIM_BITS + 1)
+        n_base = Signal(DIM_BITS + 1)
+        beat_index = Signal(DIM_BITS)          # k of the next beat within its fold
+        # Steps since the last fold's final beat: the column drain needs R of them before the
+        # next fold finishes (only short K or a starved input ever makes the array wait).
+        since_fold_end = Signal(range(R + 1), init=R)
+
+        desc_bad = Signal()
+        m.d.comb += [
+            desc_bad.eq((self.desc.payload.m == 0) | (self.desc.payload.k == 0)
+                        | (self.desc.payload.n == 0)),
+            self.desc.ready.eq(~busy & job_queue.w_rdy),
+            job_queue.w_data.eq(self.desc.payload.as_value()),
+            job_queue.w_en.eq(self.desc.valid & self.desc.ready & ~desc_bad),
+        ]
+        with m.If(self.desc.valid & self.desc.ready):
+            with m.If(desc_bad):
+                m.d.sync += self.counters.desc_error.eq(1)
+            with m.Else():
+                m.d.sync += [
+                    busy.eq(1),
+                    size_m.eq(self.desc.payload.m), size_k.eq(self.desc.payload.k),
+                    size_n.eq(self.desc.payload.n),
+                    m_base.eq(0), n_base.eq(0), beat_index.eq(0),
+                ]
+
+        wants_beat = Signal()
+        last_beat = Signal()
+        drain_wait = Signal()
+        beat = Signal()
+        m.d.comb += [
+            wants_beat.eq(busy),
+            last_beat.eq(beat_index == size_k - 1),
+            drain_wait.eq(last_beat & (since_fold_end < R - 1)),
+            beat.eq(step & wants_beat & ~drain_wait & self.a.valid & self.b.valid),
+            self.a.ready.eq(beat),
+            self.b.ready.eq(beat),
+        ]
+        with m.If(step):
+            with m.If(beat & last_beat):
+                m.d.sync += since_fold_end.eq(0)
+            with m.Elif(since_fold_end != R):
+                m.d.sync += since_fold_end.eq(since_fold_end + 1)
+        with m.If(beat):
+            with m.If(last_beat):
+                m.d.sync += beat_index.eq(0)
+                with m.If(n_base + C < size_n):
+                    m.d.sync += n_base.eq(n_base + C)
+                with m.Else():
+                    m.d.sync += [n_base.eq(0), m_base.eq(m_base + R)]
+                    with m.If(m_base + R >= size_m):
+                        m.d.sync += busy.eq(0)
+            with m.Else():
+                m.d.sync += beat_index.eq(beat_index + 1)
+
+        # --- Skewed injection: row i is delayed by i steps, column j by j steps. ---
+        beat_layout = _beat_layout(W)
+        row_inputs = []
+        for i in range(R):
+            head = Signal(beat_layout, name=f"a_skew_{i}_0")
+            m.d.comb += [
+                head.value.eq(Mux(beat, self.a.payload[i], 0)),
+                head.valid.eq(beat),
+                head.first.eq(beat_index == 0),
+                head.last.eq(last_beat),
+            ]
+            for d in range(i):
+                delayed = Signal(beat_layout, name=f"a_skew_{i}_{d + 1}")
+                with m.If(step):
+                    m.d.sync += delayed.eq(head)
+                head = delayed
+            row_inputs.append(head)
+        col_inputs = []
+        for j in range(C):
+            head = Signal(signed(W), name=f"b_skew_{j}_0")
+            m.d.comb += head.eq(Mux(beat, self.b.payload[j], 0))
+            for d in range(j):
+                delayed = Signal(signed(W), name=f"b_skew_{j}_{d + 1}")
+                with m.If(step):
+                    m.d.sync += delayed.eq(head)
+                head = delayed
+            col_inputs.append(head)
+
+        # --- The PE grid. ---
+        pes = [[OutputStationaryPE(width=W, acc_width=A) for _ in range(C)] for _ in range(R)]
+        for i in range(R):
+            for j in range(C):
+                pe = pes[i][j]
+                m.submodules[f"pe_{i}_{j}"] = pe
+                m.d.comb += [
+                    pe.en.eq(step),
+                    pe.a_in.eq(row_inputs[i] if j == 0 else pes[i][j - 1].a_out),
+                    pe.b_in.eq(col_inputs[j] if i == 0 else pes[i - 1][j].b_out),
+                    pe.chain_in.eq(0 if i == 0 else pes[i - 1][j].result),
+                ]
+
+        # --- Column drain: after the bottom PE captures, R shift steps move the tile out
+        # bottom-first. Shift k only writes rows i >= k, so rows that already captured the
+        # next fold keep their new result. ---
+        col_outputs = []
+        drain_phase = []
+        for j in range(C):
+            phase = Signal(range(R + 1), name=f"drain_phase_{j}")   # 0: idle, else shift k
+            with m.If(pes[R - 1][j].capture):
+                m.d.sync += phase.eq(1)
+            with m.Elif(step & (phase != 0)):
+                m.d.sync += phase.eq(Mux(phase == R, 0, phase + 1))
+            for i in range(R):
+                m.d.comb += pes[i][j].shift.eq((phase != 0) & (phase <= i))
+            # Deskew: column j waits C-1-j steps so that a tile row leaves in one piece.
+            head = Signal(signed(A), name=f"c_deskew_{j}_0")
+            m.d.comb += head.eq(pes[R - 1][j].result)
+            for d in range(C - 1 - j):
+                delayed = Signal(signed(A), name=f"c_deskew_{j}_{d + 1}")
+                with m.If(step):
+                    m.d.sync += delayed.eq(head)
+                head = delayed
+            col_outputs.append(head)
+            drain_phase.append(phase)
+
+        # --- Output side: tags rows with their coordinates and drops padding rows. ---
+        last_phase = drain_phase[C - 1]
+        row_in_tile = Signal(range(R))
+        m.d.comb += row_in_tile.eq(R - last_phase)
+        job = Signal(data.StructLayout({"m": DIM_BITS, "k": DIM_BITS, "n": DIM_BITS}))
+        out_m_base = Signal(DIM_BITS + 1)
+        out_n_base = Signal(DIM_BITS + 1)
+        m.d.comb += job.eq(job_queue.r_data)
+        row_out = Signal(DIM_BITS + 1)
+        m.d.comb += row_out.eq(out_m_base + row_in_tile)
+        row_ready = Signal()
+        final_tile = Signal()
+        m.d.comb += [
+            row_ready.eq(step & (last_phase != 0)),
+            final_tile.eq((out_n_base + C >= job.n) & (out_m_base + R >= job.m)),
+        ]
+        out_row = Signal(out_layout)
+        m.d.comb += [
+            out_row.row.eq(row_out),
+            out_row.col.eq(out_n_base),
+            out_row.last.eq(final_tile & (row_in_tile == 0)),
+            out_queue.w_data.eq(out_row.as_value()),
+            out_queue.w_en.eq(row_ready & (row_out < job.m)),
+            job_queue.r_en.eq(row_ready & final_tile & (row_in_tile == 0)),
+        ]
+        for j in range(C):
+            m.d.comb += out_row.data[j].eq(col_outputs[j])
+        with m.If(row_ready & (row_in_tile == 0)):
+            with m.If(out_n_base + C < job.n):
+                m.d.sync += out_n_base.eq(out_n_base + C)
+            with m.Else():
+                m.d.sync += out_n_base.eq(0)
+                with m.If(final_tile):
+                    m.d.sync += out_m_base.eq(0)
+                with m.Else():
+                    m.d.sync += out_m_base.eq(out_m_base + R)
+
+        m.d.comb += [
+            self.c.payload.eq(out_queue.r_data),
+            self.c.valid.eq(out_queue.r_rdy),
+            out_queue.r_en.eq(self.c.ready),
+        ]
+
+        # --- Performance counters. ---
+        active = Signal()
+        m.d.comb += active.eq(busy | job_queue.r_rdy | out_queue.r_rdy)
+        ctr = self.counters
+        with m.If(active):
+            m.d.sync += ctr.cycles.eq(ctr.cycles + 1)
+        with m.If(beat):
+            m.d.sync += ctr.busy_cycles.eq(ctr.busy_cycles + 1)
+        stall_in = Signal()
+        stall_out = Signal()
+        m.d.comb += [
+            stall_in.eq(step & wants_beat & ~drain_wait & ~beat),
+            stall_out.eq(active & ~step),
+        ]
+        with m.If(stall_in):
+            m.d.sync += ctr.stall_in_cycles.eq(ctr.stall_in_cycles + 1)
+        with m.If(stall_out):
+            m.d.sync += ctr.stall_out_cycles.eq(ctr.stall_out_cycles + 1)
+        with m.If(stall_in | stall_out | (step & busy & drain_wait)):
+            m.d.sync += ctr.stall_cycles.eq(ctr.stall_cycles + 1)
+        return m
