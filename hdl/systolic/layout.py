@@ -41,15 +41,22 @@ def operand_beats(config: SystolicGemmConfig, a: np.ndarray, b: np.ndarray
     """The ``a`` beats ([beats, rows]) and ``b`` beats ([beats, cols]) of one job, in order.
 
     Output-stationary: for each tile row ``tm`` (outer) and tile column ``tn`` (inner), K beats
-    of A[tm·R:+R, k] and B[k, tn·C:+C]. Weight-stationary: for each tile column ``tn``, chunk of
-    ``chunk`` rows of A ``mc``, and K-tile ``tk``: R beats of weight rows B[tk·R + i, tn·C:+C]
-    (last row first), while ``a`` carries the chunk's rows A[m, tk·R:+R]. Edges are zero-padded.
+    of A[tm·R:+R, k] and B[k, tn·C:+C].
+
+    Weight-stationary: one pass per tile column ``tn`` (outer), chunk ``mc`` of ``chunk`` rows
+    of A, and K-tile ``tk`` (inner). Each pass takes R ``b`` beats, the weight rows
+    B[tk·R + i, tn·C:+C] for i = 0 .. R-1, and one ``a`` beat A[m, tk·R:+R] for each of the
+    chunk's rows m = mc .. min(mc + chunk, M) - 1. The two streams are independent: a pass's
+    weights may arrive while the previous pass computes. So the ``a`` stream carries
+    ceil(N/C)·ceil(K/R)·M beats and the ``b`` stream ceil(N/C)·ceil(M/chunk)·ceil(K/R)·R.
+
+    Edges are zero-padded.
     """
     check_operands(config, a, b)
     R, C = config.rows, config.cols
     M, K = a.shape
     N = b.shape[1]
-    pa = np.zeros((-(-M // R) * R + config.chunk, -(-K // R) * R), dtype=np.int64)
+    pa = np.zeros((-(-M // R) * R, -(-K // R) * R), dtype=np.int64)
     pb = np.zeros((-(-K // R) * R, -(-N // C) * C), dtype=np.int64)
     pa[:M, :K] = a
     pb[:K, :N] = b
@@ -62,10 +69,9 @@ def operand_beats(config: SystolicGemmConfig, a: np.ndarray, b: np.ndarray
     else:
         for tn in _tiles(N, C):
             for mc in _tiles(M, config.chunk):
-                rows = min(config.chunk, M - mc)
                 for tk in _tiles(K, R):
-                    b_beats.append(pb[tk:tk + R, tn:tn + C][::-1])
-                    a_beats.append(pa[mc:mc + rows, tk:tk + R])
+                    b_beats.append(pb[tk:tk + R, tn:tn + C])
+                    a_beats.append(pa[mc:min(mc + config.chunk, M), tk:tk + R])
     return np.concatenate(a_beats), np.concatenate(b_beats)
 
 

@@ -1,0 +1,93 @@
+"""The block registry: one entry per block; the CLI, regressions, benchmarks and reports
+iterate over it, so adding a block is adding an entry here plus the block's own files.
+
+Golden models, testbenches and benchmarks are named by dotted path and imported only when
+used, so that generating Verilog never imports torch or cocotb.
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from amaranth.lib import wiring
+
+from hdl.common.config import BlockConfig
+from hdl.systolic.config import SystolicGemmConfig
+
+__all__ = ["BlockEntry", "BLOCKS", "get_block", "load"]
+
+
+def load(dotted: str) -> Any:
+    """Import ``package.module:attribute`` (or a whole module without ``:``)."""
+    module_name, _, attribute = dotted.partition(":")
+    module = importlib.import_module(module_name)
+    return getattr(module, attribute) if attribute else module
+
+
+@dataclass(frozen=True)
+class BlockEntry:
+    name: str
+    summary: str
+    config_class: type[BlockConfig]
+    factory: str                    # "module:callable" building the component from a config
+    golden: str                     # "module:callable" of the bit-exact golden model
+    testbench: str                  # cocotb test module
+    benchmark: str                  # module with run(configs, ...) for `tensorgates bench`
+    input_keys: tuple[str, ...]     # npz keys `sim --inputs` reads
+    output_keys: tuple[str, ...]    # npz keys `sim --outputs` writes (each also as <key>_golden)
+    regression: tuple[dict, ...] = ()   # `make test` design points (settings as strings)
+    regression_full: tuple[dict, ...] = ()  # extra points of `make test-full`
+    synthesis: tuple[dict, ...] = ()    # design points of the area/Fmax report
+    demo: dict = field(default_factory=dict)
+
+    def config(self, settings: dict[str, str] | None = None) -> BlockConfig:
+        """A validated config from ``key=value`` strings (``ValueError`` on bad input)."""
+        return self.config_class.from_strings(settings or {})
+
+    def build(self, config: BlockConfig) -> wiring.Component:
+        factory: Callable[[BlockConfig], wiring.Component] = load(self.factory)
+        return factory(config)
+
+
+BLOCKS: dict[str, BlockEntry] = {entry.name: entry for entry in [
+    BlockEntry(
+        name="systolic_gemm",
+        summary="R×C systolic int GEMM array, output- or weight-stationary, runtime M×K×N",
+        config_class=SystolicGemmConfig,
+        factory="hdl.systolic:make_systolic_gemm",
+        golden="golden.gemm:gemm_int_exact",
+        testbench="sim.tb_systolic_gemm",
+        benchmark="benchmarks.systolic_gemm",
+        input_keys=("a", "b"),
+        output_keys=("c",),
+        regression=(
+            {"rows": "4", "cols": "4"},
+            {"rows": "3", "cols": "5", "width": "6"},
+            {"rows": "1", "cols": "1", "width": "16"},
+            {"rows": "4", "cols": "4", "dataflow": "weight_stationary", "chunk": "16"},
+        ),
+        regression_full=(
+            {"rows": "8", "cols": "8"},
+            {"rows": "16", "cols": "16"},
+            {"rows": "2", "cols": "7", "width": "4"},
+            {"rows": "8", "cols": "8", "dataflow": "weight_stationary"},
+            {"rows": "5", "cols": "3", "width": "12", "dataflow": "weight_stationary",
+             "chunk": "20"},
+        ),
+        synthesis=(
+            {"rows": "4", "cols": "4"},
+            {"rows": "8", "cols": "8"},
+            {"rows": "16", "cols": "16"},
+        ),
+        demo={"rows": "4", "cols": "4"},
+    ),
+]}
+
+
+def get_block(name: str) -> BlockEntry:
+    """The registry entry of ``name`` (``ValueError`` listing the blocks otherwise)."""
+    try:
+        return BLOCKS[name]
+    except KeyError:
+        raise ValueError(f"unknown block {name!r}; available: {', '.join(BLOCKS)}") from None

@@ -1,0 +1,333 @@
+"""Weight-stationary systolic GEMM array with double-buffered weights and a chunk accumulator.
+
+A pass holds one R×C weight tile, B[tk·R + i, tn·C + j] in PE(i, j), while the ``rows``
+(≤ ``chunk``) rows of A of one chunk stream through it: A[m, tk·R + i] enters row i from the
+left (skewed by i steps), partial sums flow down the columns and leave at the bottom, where a
+deskew lines the C column sums of row m up again. An accumulator of ``chunk`` × C exact sums
+adds the passes of successive K-tiles; the final K-tile's sums go to the output instead.
+
+Each PE has a shadow weight register. The next tile's R weight rows travel down the columns,
+skewed like the activations and tagged with their row, so row i's value reaches PE(i, j) at
+the same offset i + j as an activation does. They may enter from the step the current tile's
+first activation enters until the step before the next tile's first activation: every PE then
+has copied its shadow into its weight (swap on the first activation's wavefront) before the
+new value arrives, and holds the new value before the next wavefront. Loading thus hides
+behind any pass of at least R rows, and passes follow each other with no idle step.
+
+The whole datapath advances on one enable, ``step``, which is low only while the output
+queue is full: back-pressure freezes the array; starved inputs enter it as bubbles.
+"""
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Module, Mux, Signal, signed
+from amaranth.lib import data, fifo, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from .config import DIM_BITS, SystolicGemmConfig
+from .interface import gemm_signature, result_layout
+
+__all__ = ["WeightStationaryPE", "WeightStationaryGemm"]
+
+
+def _activation_layout(width: int) -> data.StructLayout:
+    """An A operand travelling along a row; ``first`` starts a tile (swaps the weights)."""
+    return data.StructLayout({"value": signed(width), "valid": 1, "first": 1})
+
+
+def _weight_layout(width: int, rows: int) -> data.StructLayout:
+    """A B operand travelling down a column to the shadow register of PE ``row``."""
+    return data.StructLayout({"value": signed(width), "valid": 1, "row": range(max(rows, 2))})
+
+
+def _psum_width(width: int, rows: int) -> int:
+    """Exact width of a sum of ``rows`` products of two signed ``width``-bit operands."""
+    return 2 * width + rows.bit_length()
+
+
+class WeightStationaryPE(wiring.Component):
+    """One PE: ``psum_out = psum_in + a·w``, with a shadow weight swapped in on ``first``.
+
+    A weight beat tagged with this PE's ``row`` loads the shadow register; an activation
+    flagged ``first`` copies the shadow into the weight and already multiplies by it.
+    """
+
+    def __init__(self, *, row: int, rows: int, width: int):
+        self._row = row
+        super().__init__({
+            "en": In(1),
+            "a_in": In(_activation_layout(width)),
+            "a_out": Out(_activation_layout(width)),
+            "w_in": In(_weight_layout(width, rows)),
+            "w_out": Out(_weight_layout(width, rows)),
+            "psum_in": In(signed(_psum_width(width, rows))),
+            "psum_out": Out(signed(_psum_width(width, rows))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        weight = Signal.like(self.w_in.value, name="weight")
+        shadow = Signal.like(self.w_in.value, name="shadow")
+        swap = Signal()
+        m.d.comb += swap.eq(self.a_in.valid & self.a_in.first)
+        with m.If(self.en):
+            m.d.sync += [
+                self.a_out.eq(self.a_in),
+                self.w_out.eq(self.w_in),
+                self.psum_out.eq(self.psum_in
+                                 + self.a_in.value * Mux(swap, shadow, weight)),
+            ]
+            with m.If(swap):
+                m.d.sync += weight.eq(shadow)
+            with m.If(self.w_in.valid & (self.w_in.row == self._row)):
+                m.d.sync += shadow.eq(self.w_in.value)
+        return m
+
+
+class WeightStationaryGemm(wiring.Component):
+    """R×C weight-stationary array, pass controller, chunk accumulator and output queue.
+
+    Passes, in order: tile column ``tn`` (outer), chunk ``mc`` of ``chunk`` rows of A, K-tile
+    ``tk`` (inner). Each pass takes R ``b`` beats B[tk·R + i, tn·C : tn·C+C] (i = 0 first) and
+    one ``a`` beat A[m, tk·R : tk·R+R] per row m of the chunk, all zero-padded at the edges.
+    Results: one ``c`` transfer per row m of each chunk after its final K-tile, rows in order,
+    tagged ``row`` = m and ``col`` = tn·C; lanes past N hold zeros.
+    """
+
+    def __init__(self, config: SystolicGemmConfig):
+        self._config = config
+        super().__init__(gemm_signature(config))
+
+    def elaborate(self, platform):
+        cfg = self._config
+        R, C, W, A, CHUNK = cfg.rows, cfg.cols, cfg.width, cfg.acc_width, cfg.chunk
+        P = _psum_width(W, R)
+        m = Module()
+
+        # Output queue; the array steps whenever it can take one more row.
+        out_layout = result_layout(cfg)
+        m.submodules.out_queue = out_queue = fifo.SyncFIFOBuffered(width=out_layout.size, depth=4)
+        step = Signal()
+        m.d.comb += step.eq(out_queue.w_rdy)
+
+        # --- Weight side: R beats fill the shadow registers, then wait for the tile start. ---
+        weights_loaded = Signal(range(R + 1))   # rows of the next tile already sent down
+        tile_start = Signal()                   # the next tile's first activation enters
+        weight_beat = Signal()
+        m.d.comb += [
+            weight_beat.eq(step & self.b.valid & ((weights_loaded != R) | tile_start)),
+            self.b.ready.eq(weight_beat),
+        ]
+        with m.If(tile_start):
+            m.d.sync += weights_loaded.eq(weight_beat)
+        with m.Elif(weight_beat):
+            m.d.sync += weights_loaded.eq(weights_loaded + 1)
+
+        # --- Activation side: walks the passes of the current job. ---
+        busy = Signal()
+        size_m, size_k, size_n = (Signal(DIM_BITS, name=f"size_{x}") for x in "mkn")
+        n_base = Signal(DIM_BITS + 1)           # tn·C
+        m_base = Signal(DIM_BITS + 1)           # first row of the chunk
+        k_base = Signal(DIM_BITS + 1)           # tk·R
+        row_in_chunk = Signal(range(CHUNK))
+        chunk_rows = Signal(range(CHUNK + 1))
+        m_left = Signal(DIM_BITS + 1)
+        m.d.comb += [
+            m_left.eq(size_m - m_base),
+            chunk_rows.eq(Mux(m_left < CHUNK, m_left, CHUNK)),
+        ]
+
+        last_row = Signal()
+        first_k_tile = Signal()
+        last_k_tile = Signal()
+        last_chunk = Signal()
+        last_n_tile = Signal()
+        job_end = Signal()
+        m.d.comb += [
+            last_row.eq(row_in_chunk == chunk_rows - 1),
+            first_k_tile.eq(k_base == 0),
+            last_k_tile.eq(k_base + R >= size_k),
+            last_chunk.eq(m_base + CHUNK >= size_m),
+            last_n_tile.eq(n_base + C >= size_n),
+            job_end.eq(last_row & last_k_tile & last_chunk & last_n_tile),
+        ]
+
+        wants_beat = Signal()
+        needs_weights = Signal()
+        beat = Signal()
+        m.d.comb += [
+            wants_beat.eq(step & busy),
+            needs_weights.eq((row_in_chunk == 0) & (weights_loaded != R)),
+            beat.eq(wants_beat & ~needs_weights & self.a.valid),
+            self.a.ready.eq(beat),
+            tile_start.eq(beat & (row_in_chunk == 0)),
+        ]
+        with m.If(beat):
+            with m.If(~last_row):
+                m.d.sync += row_in_chunk.eq(row_in_chunk + 1)
+            with m.Else():
+                m.d.sync += row_in_chunk.eq(0)
+                with m.If(~last_k_tile):
+                    m.d.sync += k_base.eq(k_base + R)
+                with m.Else():
+                    m.d.sync += k_base.eq(0)
+                    with m.If(~last_chunk):
+                        m.d.sync += m_base.eq(m_base + CHUNK)
+                    with m.Else():
+                        m.d.sync += m_base.eq(0)
+                        with m.If(~last_n_tile):
+                            m.d.sync += n_base.eq(n_base + C)
+                        with m.Else():
+                            m.d.sync += [n_base.eq(0), busy.eq(0)]
+
+        # A new job is taken when idle or in the step of the current job's final beat.
+        desc_bad = Signal()
+        m.d.comb += [
+            desc_bad.eq((self.desc.payload.m == 0) | (self.desc.payload.k == 0)
+                        | (self.desc.payload.n == 0)),
+            self.desc.ready.eq(~busy | (beat & job_end)),
+        ]
+        with m.If(self.desc.valid & self.desc.ready):
+            with m.If(desc_bad):
+                m.d.sync += self.counters.desc_error.eq(1)
+            with m.Else():
+                m.d.sync += [
+                    busy.eq(1),
+                    size_m.eq(self.desc.payload.m), size_k.eq(self.desc.payload.k),
+                    size_n.eq(self.desc.payload.n),
+                ]
+
+        # --- Skewed injection: activation row i and weight column j are delayed by i, j. ---
+        act_layout = _activation_layout(W)
+        row_inputs = []
+        for i in range(R):
+            head = Signal(act_layout, name=f"a_skew_{i}_0")
+            m.d.comb += [
+                head.value.eq(Mux(beat, self.a.payload[i], 0)),
+                head.valid.eq(beat),
+                head.first.eq(tile_start),
+            ]
+            for d in range(i):
+                delayed = Signal(act_layout, name=f"a_skew_{i}_{d + 1}")
+                with m.If(step):
+                    m.d.sync += delayed.eq(head)
+                head = delayed
+            row_inputs.append(head)
+        w_layout = _weight_layout(W, R)
+        col_inputs = []
+        for j in range(C):
+            head = Signal(w_layout, name=f"b_skew_{j}_0")
+            m.d.comb += [
+                head.value.eq(self.b.payload[j]),
+                head.valid.eq(weight_beat),
+                head.row.eq(Mux(tile_start, 0, weights_loaded)),
+            ]
+            for d in range(j):
+                delayed = Signal(w_layout, name=f"b_skew_{j}_{d + 1}")
+                with m.If(step):
+                    m.d.sync += delayed.eq(head)
+                head = delayed
+            col_inputs.append(head)
+
+        # --- The PE grid. ---
+        pes = [[WeightStationaryPE(row=i, rows=R, width=W) for _ in range(C)] for i in range(R)]
+        for i in range(R):
+            for j in range(C):
+                pe = pes[i][j]
+                m.submodules[f"pe_{i}_{j}"] = pe
+                m.d.comb += [
+                    pe.en.eq(step),
+                    pe.a_in.eq(row_inputs[i] if j == 0 else pes[i][j - 1].a_out),
+                    pe.w_in.eq(col_inputs[j] if i == 0 else pes[i - 1][j].w_out),
+                    pe.psum_in.eq(0 if i == 0 else pes[i - 1][j].psum_out),
+                ]
+
+        # --- Deskew: column j waits C-1-j steps, so row m's sums arrive together, R+C-1
+        # steps after its beat entered. ---
+        col_sums = []
+        for j in range(C):
+            head = pes[R - 1][j].psum_out
+            for d in range(C - 1 - j):
+                delayed = Signal(signed(P), name=f"c_deskew_{j}_{d + 1}")
+                with m.If(step):
+                    m.d.sync += delayed.eq(head)
+                head = delayed
+            col_sums.append(head)
+
+        # Each beat's bookkeeping follows it in a delay line of the same R+C-1 steps.
+        tag_layout = data.StructLayout({
+            "valid": 1, "slot": range(CHUNK), "first_k": 1, "last_k": 1,
+            "row": DIM_BITS, "col": DIM_BITS, "last": 1,
+        })
+        tags = [Signal(tag_layout, name="tag_0")]
+        m.d.comb += [
+            tags[0].valid.eq(beat),
+            tags[0].slot.eq(row_in_chunk),
+            tags[0].first_k.eq(first_k_tile),
+            tags[0].last_k.eq(last_k_tile),
+            tags[0].row.eq(m_base + row_in_chunk),
+            tags[0].col.eq(n_base),
+            tags[0].last.eq(job_end),
+        ]
+        for d in range(R + C - 1):
+            delayed = Signal(tag_layout, name=f"tag_{d + 1}")
+            with m.If(step):
+                m.d.sync += delayed.eq(tags[-1])
+            tags.append(delayed)
+        fetch, done = tags[-2], tags[-1]
+
+        # --- Chunk accumulator: read one step ahead, add, write back or send out. ---
+        acc_layout = data.ArrayLayout(signed(A), C)
+        m.submodules.acc = acc = Memory(shape=acc_layout, depth=CHUNK, init=[])
+        acc_write = acc.write_port()
+        acc_read = acc.read_port(domain="sync", transparent_for=(acc_write,))
+        m.d.comb += [
+            acc_read.addr.eq(fetch.slot),
+            acc_read.en.eq(step),
+        ]
+        total = Signal(acc_layout)
+        for j in range(C):
+            m.d.comb += total[j].eq(Mux(done.first_k, 0, acc_read.data[j]) + col_sums[j])
+        m.d.comb += [
+            acc_write.addr.eq(done.slot),
+            acc_write.data.eq(total),
+            acc_write.en.eq(step & done.valid & ~done.last_k),
+        ]
+
+        out_row = Signal(out_layout)
+        m.d.comb += [
+            out_row.data.eq(total),
+            out_row.row.eq(done.row),
+            out_row.col.eq(done.col),
+            out_row.last.eq(done.last),
+            out_queue.w_data.eq(out_row.as_value()),
+            out_queue.w_en.eq(step & done.valid & done.last_k),
+            self.c.payload.eq(out_queue.r_data),
+            self.c.valid.eq(out_queue.r_rdy),
+            out_queue.r_en.eq(self.c.ready),
+        ]
+
+        # --- Performance counters. ---
+        in_pipeline = Signal()
+        m.d.comb += in_pipeline.eq(Cat(tag.valid for tag in tags[1:]).any())
+        active = Signal()
+        m.d.comb += active.eq(busy | in_pipeline | (out_queue.level != 0))
+        ctr = self.counters
+        with m.If(active):
+            m.d.sync += ctr.cycles.eq(ctr.cycles + 1)
+        with m.If(beat):
+            m.d.sync += ctr.busy_cycles.eq(ctr.busy_cycles + 1)
+        stall_in = Signal()
+        stall_out = Signal()
+        m.d.comb += [
+            # Starved: the missing input is the only thing keeping the beat out.
+            stall_in.eq(wants_beat & Mux(needs_weights, ~self.b.valid, ~self.a.valid)),
+            stall_out.eq(active & ~step),
+        ]
+        with m.If(stall_in):
+            m.d.sync += ctr.stall_in_cycles.eq(ctr.stall_in_cycles + 1)
+        with m.If(stall_out):
+            m.d.sync += ctr.stall_out_cycles.eq(ctr.stall_out_cycles + 1)
+        with m.If(stall_out | (wants_beat & ~beat)):
+            m.d.sync += ctr.stall_cycles.eq(ctr.stall_cycles + 1)
+        return m

