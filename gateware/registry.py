@@ -34,6 +34,7 @@ class BlockEntry:
     golden: str                     # "module:callable" of the bit-exact golden model
     testbench: str                  # cocotb test module
     benchmark: str                  # module with run(configs, ...) for `tensorgates bench`
+    check_inputs: str               # "module:callable(config, arrays)" raising ValueError
     input_keys: tuple[str, ...]     # npz keys `sim --inputs` reads
     output_keys: tuple[str, ...]    # npz keys `sim --outputs` writes (each also as <key>_golden)
     regression: tuple[dict, ...] = ()   # `make test` design points (settings as strings)
@@ -59,6 +60,7 @@ BLOCKS: dict[str, BlockEntry] = {entry.name: entry for entry in [
         golden="golden.gemm:gemm_int_exact",
         testbench="sim.tb_systolic_gemm",
         benchmark="benchmarks.systolic_gemm",
+        check_inputs="hdl.systolic.layout:check_inputs",
         input_keys=("a", "b"),
         output_keys=("c",),
         regression=(

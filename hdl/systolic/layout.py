@@ -9,7 +9,15 @@ import numpy as np
 
 from .config import DIM_BITS, SystolicGemmConfig
 
-__all__ = ["check_operands", "operand_beats", "assemble_result"]
+__all__ = ["check_inputs", "check_operands", "operand_beats", "assemble_result"]
+
+
+def check_inputs(config: SystolicGemmConfig, arrays: dict[str, np.ndarray]) -> None:
+    """Check the tensors of ``tensorgates sim --inputs``: ``a`` (M×K) and ``b`` (K×N)."""
+    for key in ("a", "b"):
+        if key not in arrays:
+            raise ValueError(f"inputs lack {key!r}; systolic_gemm needs 'a' (MxK) and 'b' (KxN)")
+    check_operands(config, arrays["a"], arrays["b"])
 
 
 def check_operands(config: SystolicGemmConfig, a: np.ndarray, b: np.ndarray) -> None:

@@ -185,7 +185,7 @@ class WeightStationaryGemm(wiring.Component):
         m.d.comb += [
             desc_bad.eq((self.desc.payload.m == 0) | (self.desc.payload.k == 0)
                         | (self.desc.payload.n == 0)),
-            self.desc.ready.eq(~busy | (beat & job_end)),
+            self.desc.ready.eq(~busy),
         ]
         with m.If(self.desc.valid & self.desc.ready):
             with m.If(desc_bad):

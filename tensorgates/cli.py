@@ -1,0 +1,216 @@
+"""The ``tensorgates`` command: thin dispatch over the registry, sim, synth and benchmarks.
+
+Exit codes: 0 pass, 1 mismatch or tool failure, 2 bad usage or bad config (one line, no
+traceback).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+__all__ = ["main"]
+
+
+class UsageError(Exception):
+    """Bad usage or configuration: reported in one line with exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):   # one line instead of argparse's usage dump
+        raise UsageError(f"{message} (see `{self.prog} --help`)")
+
+
+def _settings(pairs: list[str]) -> dict[str, str]:
+    settings = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--set expects key=value, got {pair!r}")
+        settings[key.strip()] = value.strip()
+    return settings
+
+
+def _config(block: str, pairs: list[str]):
+    from gateware.registry import get_block
+    try:
+        entry = get_block(block)
+        return entry, entry.config(_settings(pairs))
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+
+
+def cmd_list(args) -> int:
+    from gateware.registry import BLOCKS
+    for entry in BLOCKS.values():
+        print(f"{entry.name}: {entry.summary}")
+        for p in entry.config_class.parameters():
+            print(f"  {p['name']:<10} default {p['default']!s:<18} {p['allowed']:<40} {p['doc']}")
+        print(f"  sim --inputs keys: {', '.join(entry.input_keys)}; "
+              f"--outputs keys: {', '.join(entry.output_keys)} (+ _golden) and counters")
+    return 0
+
+
+def cmd_generate(args) -> int:
+    from gateware.generate import generate
+    from sim.runner import design_dir
+    entry, config = _config(args.block, args.set)
+    out = Path(args.output) if args.output else design_dir(config)
+    design = generate(config, out)
+    print(f"{design.verilog} (top module `{design.top}`), {out / 'config.json'}, "
+          f"{out / 'component.json'}")
+    return 0
+
+
+def cmd_sim(args) -> int:
+    import numpy as np
+
+    from gateware.registry import load
+    from sim.runner import design_dir, simulate, simulator_missing
+    entry, config = _config(args.block, args.set)
+    inputs = None
+    if args.inputs:
+        path = Path(args.inputs)
+        if not path.is_file():
+            raise UsageError(f"--inputs {path}: no such file")
+        try:
+            with np.load(path) as npz:
+                arrays = {key: npz[key] for key in npz.files}
+        except (OSError, ValueError) as error:
+            raise UsageError(f"--inputs {path}: not an npz file ({error})") from None
+        try:
+            load(entry.check_inputs)(config, arrays)
+        except ValueError as error:
+            raise UsageError(f"--inputs {path}: {error}") from None
+        inputs = path
+    elif args.outputs:
+        raise UsageError("--outputs needs --inputs")
+    missing = simulator_missing(args.simulator)
+    if missing:
+        print(f"tensorgates: {args.simulator} unavailable: {missing}", file=sys.stderr)
+        return 1
+    print(f"simulating {config.slug()} on {args.simulator} ...", flush=True)
+    try:
+        result = simulate(config, args.simulator, seed=args.seed, waves=args.waves,
+                          inputs=inputs, outputs=Path(args.outputs) if args.outputs else None)
+    except RuntimeError as error:
+        print(f"tensorgates: {args.simulator} failed: {error}; logs in {design_dir(config)}",
+              file=sys.stderr)
+        return 1
+    folder = design_dir(config)
+    (folder / f"sim_{args.simulator}.json").write_text(json.dumps(result.to_dict(), indent=2))
+    verdict = "PASS" if result.passed else "FAIL"
+    print(f"{verdict} {config.slug()} on {args.simulator}: {result.tests - result.failures}/"
+          f"{result.tests} tests, seed {result.seed} (replay with --seed {result.seed})")
+    for name, record in sorted(result.records.items()):
+        shown = {k: v for k, v in record.items() if k != "test"}
+        print(f"  {name}: {shown}")
+    for line in result.messages:
+        print(f"  {line}")
+    if args.outputs and result.passed:
+        print(f"  wrote {args.outputs}")
+    print(f"  log: {result.log}")
+    return 0 if result.passed else 1
+
+
+def cmd_synth(args) -> int:
+    from synth.flow import TARGETS, SynthError
+    from synth.run import synthesize_config
+    entry, config = _config(args.block, args.set)
+    if args.target not in TARGETS:
+        raise UsageError(f"--target {args.target!r} is not allowed; expected one of "
+                         f"{', '.join(TARGETS)}")
+    print(f"synthesizing {config.slug()} for {args.target} ...", flush=True)
+    try:
+        record = synthesize_config(config, args.target, place=not args.no_place)
+    except SynthError as error:
+        print(f"tensorgates: synthesis failed: {error}", file=sys.stderr)
+        return 1
+    for key, value in record.items():
+        if key not in ("config",):
+            print(f"  {key}: {value}")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(record, indent=2) + "\n")
+        print(f"  wrote {args.json}")
+    return 0 if record.get("fits") is not False else 1
+
+
+def cmd_bench(args) -> int:
+    from gateware.registry import BLOCKS, get_block, load
+    names = args.blocks or list(BLOCKS)
+    try:
+        entries = [get_block(name) for name in names]
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    status = 0
+    for entry in entries:
+        bench = load(entry.benchmark)
+        status |= bench.main(quick=args.quick, workers=args.workers, skip_synth=args.no_synth)
+    return status
+
+
+def cmd_report(args) -> int:
+    from synth.summary import write_report
+    index = write_report(Path("build"))
+    print(f"wrote {index}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="tensorgates", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    sub.add_parser("list", help="blocks, parameters, defaults, allowed values")
+
+    def block_command(name: str, help: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help)
+        p.add_argument("block")
+        p.add_argument("--set", action="append", metavar="KEY=VALUE", default=[],
+                       help="config parameter (repeatable); see `tensorgates list`")
+        return p
+
+    p = block_command("generate", "write Verilog, config.json and component.json")
+    p.add_argument("-o", "--output", help="output folder (default: the design's build folder)")
+
+    p = block_command("sim", "co-simulate against the golden model")
+    p.add_argument("--simulator", default="verilator", choices=("verilator", "icarus"))
+    p.add_argument("--seed", type=int, help="replay a run's seed")
+    p.add_argument("--waves", action="store_true", help="dump waveforms (VCD/FST)")
+    p.add_argument("--inputs", help="npz of the user's tensors (see `tensorgates list`)")
+    p.add_argument("--outputs", help="npz to write RTL and golden outputs and counters to")
+
+    p = block_command("synth", "area (and Fmax) with Yosys / nextpnr")
+    p.add_argument("--target", default="ecp5", help="ice40, ecp5 or generic")
+    p.add_argument("--json", help="also write the result record to this file")
+    p.add_argument("--no-place", action="store_true", help="skip nextpnr (no Fmax)")
+
+    p = sub.add_parser("bench", help="benchmarks → build/bench/*.json and .md")
+    p.add_argument("blocks", nargs="*")
+    p.add_argument("--quick", action="store_true", help="the small sizes only")
+    p.add_argument("--workers", type=int, default=2, help="parallel simulations")
+    p.add_argument("--no-synth", action="store_true", help="skip the area/Fmax columns")
+
+    sub.add_parser("report", help="gather results into build/report/index.md with plots")
+    return parser
+
+
+COMMANDS = {"list": cmd_list, "generate": cmd_generate, "sim": cmd_sim, "synth": cmd_synth,
+            "bench": cmd_bench, "report": cmd_report}
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return COMMANDS[args.command](args)
+    except UsageError as error:
+        print(f"tensorgates: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("tensorgates: interrupted", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
