@@ -12,7 +12,7 @@ from hdl.common.config import BlockConfig
 
 from .registry import get_block
 
-__all__ = ["GeneratedDesign", "generate", "TOP_NAME"]
+__all__ = ["GeneratedDesign", "generate", "generate_component", "TOP_NAME"]
 
 #: Module name of every generated top; Verilog ports follow Amaranth's flattening.
 TOP_NAME = "top"
@@ -35,8 +35,11 @@ def _write_if_changed(path: Path, text: str) -> None:
 
 def generate(config: BlockConfig, out_dir: Path) -> GeneratedDesign:
     """Write ``top.v``, ``config.json`` and ``component.json`` for ``config`` into ``out_dir``."""
-    entry = get_block(config.block_name)
-    component = entry.build(config)
+    return generate_component(get_block(config.block_name).build(config), config, out_dir)
+
+
+def generate_component(component, config: BlockConfig, out_dir: Path) -> GeneratedDesign:
+    """Like :func:`generate`, for any component built from ``config`` (e.g. a bench top)."""
     text = verilog.convert(component, name=TOP_NAME, emit_src=False)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{TOP_NAME}.v"

@@ -14,12 +14,12 @@ from pathlib import Path
 from cocotb_tools.check_results import get_results
 from cocotb_tools.runner import get_runner
 
-from gateware.generate import generate
+from gateware.generate import GeneratedDesign, generate
 from gateware.registry import get_block
 from hdl.common.config import BlockConfig
 
-__all__ = ["SIMULATORS", "SimResult", "simulate", "simulator_missing", "tool_environment",
-           "design_dir"]
+__all__ = ["SIMULATORS", "SimResult", "simulate", "run_testbench", "simulator_missing",
+           "tool_environment", "design_dir"]
 
 SIMULATORS = ("verilator", "icarus")
 _BUILD_ARGS = {
@@ -95,15 +95,35 @@ def simulate(config: BlockConfig, simulator: str = "verilator", *, seed: int | N
     user-data test runs and writes ``outputs``. ``tests`` is a regular expression selecting
     testbench functions instead.
     """
-    missing = simulator_missing(simulator)
-    if missing:
-        raise RuntimeError(f"{simulator} is not available: {missing}")
     entry = get_block(config.block_name)
     folder = design_dir(config, root).resolve()
     design = generate(config, folder)
     seed = random.SystemRandom().randrange(1 << 31) if seed is None else seed
-    build_dir = folder / f"sim_{simulator}{'_waves' if waves else ''}"
     run_dir = folder / f"run_{simulator}_{seed}"
+    extra_env = {"TG_CONFIG": config.to_json(), **(env or {})}
+    if inputs is not None:
+        extra_env["TG_INPUTS"] = str(Path(inputs).resolve())
+        extra_env["TG_OUTPUTS"] = str(Path(outputs or run_dir / "outputs.npz").resolve())
+        selected = "user_inputs"
+    else:
+        selected = tests or r"\.(?!user_inputs$)[^.]+$"
+    return run_testbench(design, simulator, entry.testbench, run_dir=run_dir, seed=seed,
+                         waves=waves, env=extra_env, test_filter=selected)
+
+
+def run_testbench(design: GeneratedDesign, simulator: str, test_module: str, *, run_dir: Path,
+                  seed: int, waves: bool = False, env: dict[str, str] | None = None,
+                  test_filter: str | None = None) -> SimResult:
+    """Build ``design`` for ``simulator`` (reusing an identical build) and run a cocotb module.
+
+    Each test may write a JSON record into ``$TG_RESULTS``; they come back in the result.
+    """
+    missing = simulator_missing(simulator)
+    if missing:
+        raise RuntimeError(f"{simulator} is not available: {missing}")
+    folder = design.directory.resolve()
+    run_dir = run_dir.resolve()
+    build_dir = folder / f"sim_{simulator}{'_waves' if waves else ''}"
     records_dir = run_dir / "records"
     shutil.rmtree(records_dir, ignore_errors=True)
     records_dir.mkdir(parents=True)
@@ -120,31 +140,23 @@ def simulate(config: BlockConfig, simulator: str = "verilator", *, seed: int | N
                      log_file=folder / f"build_{simulator}.log")
         stamp.write_text(stamp_text)
 
-    extra_env = {"TG_CONFIG": config.to_json(), "TG_RESULTS": str(records_dir),
-                 "TG_SEED": str(seed),
+    extra_env = {"TG_RESULTS": str(records_dir), "TG_SEED": str(seed),
                  "COCOTB_ANSI_OUTPUT": "0", **(env or {})}
-    if inputs is not None:
-        extra_env["TG_INPUTS"] = str(Path(inputs).resolve())
-        extra_env["TG_OUTPUTS"] = str(Path(outputs or run_dir / "outputs.npz").resolve())
-        selected = "user_inputs"
-    else:
-        selected = tests or r"\.(?!user_inputs$)[^.]+$"
     log = run_dir / "sim.log"
     results_xml = runner.test(
-        test_module=entry.testbench, hdl_toplevel=design.top, hdl_toplevel_lang="verilog",
-        build_dir=build_dir,
-        test_dir=run_dir, seed=seed, waves=waves, extra_env=extra_env,
-        test_filter=selected, timescale=("1ns", "1ps"), log_file=log,
+        test_module=test_module, hdl_toplevel=design.top, hdl_toplevel_lang="verilog",
+        build_dir=build_dir, test_dir=run_dir, seed=seed, waves=waves, extra_env=extra_env,
+        test_filter=test_filter, timescale=("1ns", "1ps"), log_file=log,
         results_xml=str(run_dir / "results.xml"))
     total, failed = get_results(results_xml)
     records = {path.stem: json.loads(path.read_text()) for path in records_dir.glob("*.json")}
     counters = {}
     for record in records.values():
         counters.update({k: v for k, v in record.items() if k.endswith("cycles")})
-    return SimResult(block=config.block_name, config=config.to_dict(), simulator=simulator,
-                     seed=seed, passed=total > 0 and failed == 0, tests=total, failures=failed,
-                     counters=counters, records=records, log=str(log),
-                     messages=_failure_lines(log) if failed or not total else [])
+    return SimResult(block=design.config.block_name, config=design.config.to_dict(),
+                     simulator=simulator, seed=seed, passed=total > 0 and failed == 0,
+                     tests=total, failures=failed, counters=counters, records=records,
+                     log=str(log), messages=_failure_lines(log) if failed or not total else [])
 
 
 def _failure_lines(log: Path, limit: int = 12) -> list[str]:

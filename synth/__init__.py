@@ -2,5 +2,11 @@
 from .flow import TARGETS, SynthError, SynthResult, synthesize
 from .report import results_table_markdown, write_results
 
-__all__ = ["TARGETS", "SynthError", "SynthResult", "synthesize", "results_table_markdown",
-           "write_results"]
+__all__ = [
+    "TARGETS",
+    "SynthError",
+    "SynthResult",
+    "results_table_markdown",
+    "synthesize",
+    "write_results",
+]

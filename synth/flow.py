@@ -9,7 +9,7 @@ Three targets:
     has no ``--out-of-context`` option, so the flow emulates it: after synthesis every top-level
     port except ``clk`` loses its port status, leaving one pin to place; inputs become undriven
     nets and outputs dangle, so Fmax covers register-to-register paths only, as out-of-context
-    placement does on ECP5.
+    placement does on ECP5. ``<top>.ice40.json`` is that one-port netlist.
 ``generic``
     ``synth``, flip-flops unmapped to plain D flip-flops, ``abc -g cmos2`` and
     ``stat -tech cmos``: a technology-free gate and transistor count.
@@ -69,7 +69,8 @@ class SynthResult:
     add route-through LUTs, are in the report JSON under ``log_dir``. ``memory_bits`` counts the
     bits of the memories declared in the source. ``fmax_mhz`` is the slowest clock's achieved
     frequency and is None when nextpnr times no register-to-register path (no clock, or a clock
-    that only reaches DSP or RAM primitives).
+    that only reaches DSP or RAM primitives). ``transistors`` is Yosys's CMOS estimate; it would
+    be a lower bound only for cells the cost model lacks (latches), which it then leaves out.
     """
 
     target: str
@@ -105,7 +106,9 @@ def synthesize(verilog: Path, top: str, target: str, out_dir: Path, *, place: bo
     """
     if target not in TARGETS:
         raise ValueError(f"target {target!r} is not one of {', '.join(TARGETS)}")
-    device = _check_device(target, device)
+    if target == "generic" and device is not None:
+        raise ValueError(f"device {device!r} given for target 'generic', which has none")
+    part = _fpga_device(target, device) if target != "generic" else ""
     verilog = Path(verilog).resolve()
     if not verilog.is_file():
         raise FileNotFoundError(f"verilog {verilog} does not exist")
@@ -114,17 +117,13 @@ def synthesize(verilog: Path, top: str, target: str, out_dir: Path, *, place: bo
     source = _quote(os.path.relpath(verilog, out_dir))
     if target == "generic":
         return _synth_generic(source, top, out_dir)
-    return _synth_fpga(source, top, target, device, out_dir, place=place, clock_mhz=clock_mhz,
+    return _synth_fpga(source, top, target, part, out_dir, place=place, clock_mhz=clock_mhz,
                        nodsp=nodsp, seed=seed)
 
 
-def _check_device(target: str, device: str | None) -> str | None:
-    """The device for ``target``: its default when None; ValueError if ``target`` lacks it."""
-    known = {"ecp5": ECP5_DEVICES, "ice40": ICE40_DEVICES, "generic": {}}[target]
-    if target == "generic":
-        if device is not None:
-            raise ValueError(f"device {device!r} given for target 'generic', which has none")
-        return None
+def _fpga_device(target: str, device: str | None) -> str:
+    """The part for FPGA ``target``: its default when None; ValueError if it is not one."""
+    known = ECP5_DEVICES if target == "ecp5" else ICE40_DEVICES
     device = DEFAULT_DEVICES[target] if device is None else device
     if device not in known:
         raise ValueError(f"device {device!r} is not a known {target} part: one of "
@@ -162,7 +161,7 @@ def _synth_generic(source: str, top: str, out_dir: Path) -> SynthResult:
         fmax_mhz=None, device=None, fits=None, overflow=None, log_dir=str(out_dir))
 
 
-def _synth_fpga(source: str, top: str, target: str, device: str | None, out_dir: Path, *,
+def _synth_fpga(source: str, top: str, target: str, device: str, out_dir: Path, *,
                 place: bool, clock_mhz: float, nodsp: bool, seed: int) -> SynthResult:
     """Synthesize for ``target`` (ecp5 or ice40), count primitives and optionally place."""
     prefix = f"{top}.{target}"
@@ -171,7 +170,7 @@ def _synth_fpga(source: str, top: str, target: str, device: str | None, out_dir:
     if target == "ecp5":
         synth_cmd = f"synth_ecp5 -top {top}" + (" -nodsp" if nodsp else "")
     else:
-        use_dsp = not nodsp and device is not None and device.startswith("iCE40UP")
+        use_dsp = not nodsp and device.startswith("iCE40UP")
         synth_cmd = f"synth_ice40 -top {top}" + (" -dsp" if use_dsp else "")
     script = [
         f"read_verilog -sv {source}",
@@ -185,7 +184,8 @@ def _synth_fpga(source: str, top: str, target: str, device: str | None, out_dir:
         script.append(f"delete -port {top}/w:* {top}/w:{_CLOCK_PORT} %d")
     script.append(f"write_json {netlist}")
     _run_yosys(script, out_dir, out_dir / f"{prefix}.yosys.log")
-    counts: dict[str, int] = _read_stat(stat_path)["num_cells_by_type"]
+    design = _read_stat(stat_path)
+    counts: dict[str, int] = design["num_cells_by_type"]
 
     def count(*cells: str) -> int:
         return sum(counts.get(cell, 0) for cell in cells)
@@ -206,12 +206,12 @@ def _synth_fpga(source: str, top: str, target: str, device: str | None, out_dir:
                                       clock_mhz=clock_mhz, seed=seed)
     return SynthResult(
         target=target, top=top, luts=luts, ffs=ffs, dsps=dsps, brams=brams,
-        cells=sum(counts.values()), transistors=None,
+        cells=int(design["num_cells"]), transistors=None,
         memory_bits=_memory_bits(out_dir / f"{prefix}.source_stat.json"),
         fmax_mhz=fmax, device=device, fits=fits, overflow=overflow, log_dir=str(out_dir))
 
 
-def _place(target: str, device: str | None, netlist: str, out_dir: Path, prefix: str, *,
+def _place(target: str, device: str, netlist: str, out_dir: Path, prefix: str, *,
            clock_mhz: float, seed: int) -> tuple[bool, str | None, float | None]:
     """Run nextpnr; return (fits, overflowing resources, Fmax in MHz)."""
     if target == "ecp5":
@@ -232,7 +232,7 @@ def _place(target: str, device: str | None, netlist: str, out_dir: Path, prefix:
         if overflow is None:
             raise SynthError(_failure(tool, returncode, log))
         return False, overflow, None
-    fmax = json.loads(report.read_text())["fmax"]
+    fmax = json.loads(report.read_text()).get("fmax", {})
     achieved = [clock["achieved"] for clock in fmax.values()]
     return True, None, min(achieved) if achieved else None
 

