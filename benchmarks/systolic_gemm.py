@@ -16,6 +16,7 @@ from gateware.bench_harness import GemmBenchHarness
 from gateware.generate import generate_component
 from gateware.registry import get_block
 from sim.runner import design_dir, run_testbench
+from synth.report import results_table_markdown
 from tensorgates.jobs import run_all
 
 __all__ = ["main", "fold_model_utilization"]
@@ -97,15 +98,11 @@ def main(*, quick: bool = False, workers: int = 2, skip_synth: bool = False) -> 
 def _markdown(rows: list[dict]) -> str:
     columns = ["array", "gemm", "cycles", "utilization", "fold_model", "ideal",
                "ecp5_luts", "ecp5_ffs", "ecp5_dsps", "ecp5_fmax_mhz", "sim_kcycles_per_s"]
-    lines = ["# systolic_gemm benchmark (output-stationary)", "",
-             "Regenerate with `tensorgates bench systolic_gemm`. Utilization = M·K·N / "
-             "(R·C·cycles) from the RTL's cycle counter, inputs always valid, output always "
-             "ready; fold_model = SCALE-Sim style K+R+C−2 cycles per output tile.", "",
-             "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    for row in rows:
-        cells = ["—" if row[col] is None else str(row[col]) for col in columns]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    return ("# systolic_gemm benchmark (output-stationary)\n\n"
+            "Regenerate with `tensorgates bench systolic_gemm`. Utilization = M·K·N / "
+            "(R·C·cycles) from the RTL's cycle counter, inputs always valid, output always "
+            "ready; fold_model = SCALE-Sim style K+R+C−2 cycles per output tile, no overlap.\n\n"
+            + results_table_markdown([{c: row[c] for c in columns} for row in rows]))
 
 
 if __name__ == "__main__":

@@ -158,6 +158,34 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_demo(args) -> int:
+    """Every block's demo config: generate, co-simulate on both simulators, synthesize, report."""
+    from gateware.registry import BLOCKS
+    from sim.runner import simulator_missing
+    status = 0
+    for entry in BLOCKS.values():
+        pairs = [f"{k}={v}" for k, v in entry.demo.items()]
+        sets = [item for pair in pairs for item in ("--set", pair)]
+        steps = [["generate", entry.name, *sets]]
+        for simulator in ("verilator", "icarus"):
+            missing = simulator_missing(simulator)
+            if missing:
+                print(f"[demo] skipping {simulator}: {missing}", flush=True)
+                continue
+            steps.append(["sim", entry.name, *sets, "--simulator", simulator])
+        steps += [["synth", entry.name, *sets, "--target", target]
+                  for target in ("ecp5", "ice40", "generic")]
+        for step in steps:
+            print(f"[demo] tensorgates {' '.join(step)}", flush=True)
+            code = main(step)
+            status |= code
+            if code:
+                print(f"[demo] step failed with exit code {code}", flush=True)
+    print("[demo] tensorgates report", flush=True)
+    status |= main(["report"])
+    return status
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="tensorgates", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -193,11 +221,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-synth", action="store_true", help="skip the area/Fmax columns")
 
     sub.add_parser("report", help="gather results into build/report/index.md with plots")
+    sub.add_parser("demo", help="generate, co-simulate, synthesize and report every block's "
+                                "default design")
     return parser
 
 
 COMMANDS = {"list": cmd_list, "generate": cmd_generate, "sim": cmd_sim, "synth": cmd_synth,
-            "bench": cmd_bench, "report": cmd_report}
+            "bench": cmd_bench, "report": cmd_report, "demo": cmd_demo}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -36,8 +36,8 @@ class Job:
     b: np.ndarray | None = None
     #: Reset the array after this many ``a`` beats of this job (its results are dropped).
     abort_after: int | None = None
-    a_beats: np.ndarray = field(init=False, default=None)
-    b_beats: np.ndarray = field(init=False, default=None)
+    a_beats: np.ndarray | None = field(init=False, default=None)
+    b_beats: np.ndarray | None = field(init=False, default=None)
 
     @property
     def valid(self) -> bool:

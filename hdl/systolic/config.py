@@ -29,14 +29,9 @@ class SystolicGemmConfig(BlockConfig):
     width: int = param(8, "signed operand width in bits", minimum=4, maximum=16)
     dataflow: str = param("output_stationary", "what stays in the PEs: outputs (OS) or weights (WS)",
                           choices=DATAFLOWS)
-    chunk: int = param(64, "weight-stationary: rows of A per weight load (accumulator depth)",
-                       minimum=1, maximum=4096)
-
-    def check(self) -> None:
-        if self.dataflow == "weight_stationary" and self.chunk < self.rows + self.cols:
-            raise ValueError(f"{self.block_name}: chunk={self.chunk} is not allowed with "
-                             f"dataflow=weight_stationary; expected chunk >= rows + cols "
-                             f"= {self.rows + self.cols}")
+    chunk: int = param(64, "weight-stationary: rows of A per weight load (accumulator "
+                       "depth); below rows, every pass waits for its weights", minimum=1,
+                       maximum=4096)
 
     @property
     def acc_width(self) -> int:

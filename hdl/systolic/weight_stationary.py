@@ -27,7 +27,7 @@ from amaranth.lib.wiring import In, Out
 from .config import DIM_BITS, SystolicGemmConfig
 from .interface import gemm_signature, result_layout
 
-__all__ = ["WeightStationaryPE", "WeightStationaryGemm"]
+__all__ = ["WeightStationaryGemm", "WeightStationaryPE"]
 
 
 def _activation_layout(width: int) -> data.StructLayout:
@@ -185,7 +185,7 @@ class WeightStationaryGemm(wiring.Component):
         m.d.comb += [
             desc_bad.eq((self.desc.payload.m == 0) | (self.desc.payload.k == 0)
                         | (self.desc.payload.n == 0)),
-            self.desc.ready.eq(~busy),
+            self.desc.ready.eq(~busy | (beat & job_end)),
         ]
         with m.If(self.desc.valid & self.desc.ready):
             with m.If(desc_bad):
