@@ -25,18 +25,19 @@ def tool_versions() -> dict[str, str]:
 
 
 def synthesize_config(config: BlockConfig, target: str, *, place: bool = True,
-                      refresh: bool = False) -> dict:
+                      nodsp: bool = False, refresh: bool = False) -> dict:
     """Generate ``config``'s Verilog and synthesize it for ``target``; a JSON record."""
     folder = design_dir(config)
     design = generate(config, folder)
     key = cache_key(kind="synth", verilog=design.digest, target=target, place=place,
-                    tools=tool_versions())
+                    nodsp=nodsp, tools=tool_versions())
 
     def compute() -> dict:
-        result = synthesize(design.verilog, design.top, target, folder / f"synth_{target}",
-                            place=place)
+        suffix = "_nodsp" if nodsp else ""
+        result = synthesize(design.verilog, design.top, target,
+                            folder / f"synth_{target}{suffix}", place=place, nodsp=nodsp)
         return {"block": config.block_name, "config": config.to_dict(), "design": config.slug(),
-                **result.to_dict()}
+                "multipliers": "LUT" if nodsp else "DSP where mapped", **result.to_dict()}
 
     record = cached(key, compute, refresh=refresh)
     (folder / f"synth_{target}.json").write_text(json.dumps(record, indent=2) + "\n")

@@ -29,7 +29,8 @@ def _beat_layout(width: int) -> data.StructLayout:
 
 
 class OutputStationaryPE(wiring.Component):
-    """One PE: ``acc += a·b``; on ``last`` the finished sum moves to ``result``.
+    """One PE: ``acc += a·b`` (product registered first); on ``last`` the finished sum moves
+    to ``result``.
 
     ``shift`` loads ``result`` from ``chain_in`` (the PE above) to drain the column; a capture
     in the same step takes priority (the controller guarantees the shifted value is stale).
@@ -51,15 +52,23 @@ class OutputStationaryPE(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
+        # Two stages, so the multiplier and the accumulator's adder get a cycle each.
+        product = Signal(signed(self._acc_width))
+        framing = Signal(data.StructLayout({"valid": 1, "first": 1, "last": 1}))
         acc = Signal(signed(self._acc_width))
         total = Signal(signed(self._acc_width))
         m.d.comb += [
-            total.eq(Mux(self.a_in.first, 0, acc) + self.a_in.value * self.b_in),
-            self.capture.eq(self.en & self.a_in.valid & self.a_in.last),
+            total.eq(Mux(framing.first, 0, acc) + product),
+            self.capture.eq(self.en & framing.valid & framing.last),
         ]
         with m.If(self.en):
-            m.d.sync += [self.a_out.eq(self.a_in), self.b_out.eq(self.b_in)]
-            with m.If(self.a_in.valid):
+            m.d.sync += [
+                self.a_out.eq(self.a_in), self.b_out.eq(self.b_in),
+                product.eq(self.a_in.value * self.b_in),
+                framing.valid.eq(self.a_in.valid), framing.first.eq(self.a_in.first),
+                framing.last.eq(self.a_in.last),
+            ]
+            with m.If(framing.valid):
                 m.d.sync += acc.eq(total)
             with m.If(self.capture):
                 m.d.sync += self.result.eq(total)
@@ -152,7 +161,8 @@ class OutputStationaryGemm(wiring.Component):
             with m.Else():
                 m.d.sync += beat_index.eq(beat_index + 1)
 
-        # --- Skewed injection: row i is delayed by i steps, column j by j steps. ---
+        # --- Skewed injection: row i is delayed by i + 1 steps, column j by j + 1 (the extra
+        # register keeps the input handshake out of the first PE's multiplier path). ---
         beat_layout = _beat_layout(W)
         row_inputs = []
         for i in range(R):
@@ -163,7 +173,7 @@ class OutputStationaryGemm(wiring.Component):
                 head.first.eq(beat_index == 0),
                 head.last.eq(last_beat),
             ]
-            for d in range(i):
+            for d in range(i + 1):
                 delayed = Signal(beat_layout, name=f"a_skew_{i}_{d + 1}")
                 with m.If(step):
                     m.d.sync += delayed.eq(head)
@@ -173,7 +183,7 @@ class OutputStationaryGemm(wiring.Component):
         for j in range(C):
             head = Signal(signed(W), name=f"b_skew_{j}_0")
             m.d.comb += head.eq(Mux(beat, self.b.payload[j], 0))
-            for d in range(j):
+            for d in range(j + 1):
                 delayed = Signal(signed(W), name=f"b_skew_{j}_{d + 1}")
                 with m.If(step):
                     m.d.sync += delayed.eq(head)
