@@ -19,7 +19,7 @@ from sim.runner import design_dir, run_testbench
 from synth.report import results_table_markdown
 from tensorgates.jobs import run_all
 
-__all__ = ["main", "fold_model_utilization"]
+__all__ = ["fold_model_utilization", "main"]
 
 ARRAYS = (4, 8, 16)
 SIZES = (64, 128, 256, 512)

@@ -12,7 +12,7 @@ from hdl.common.config import BlockConfig
 
 from .registry import get_block
 
-__all__ = ["GeneratedDesign", "generate", "generate_component", "TOP_NAME"]
+__all__ = ["TOP_NAME", "GeneratedDesign", "generate", "generate_component"]
 
 #: Module name of every generated top; Verilog ports follow Amaranth's flattening.
 TOP_NAME = "top"

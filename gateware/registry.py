@@ -7,15 +7,16 @@ used, so that generating Verilog never imports torch or cocotb.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from amaranth.lib import wiring
 
 from hdl.common.config import BlockConfig
 from hdl.systolic.config import SystolicGemmConfig
 
-__all__ = ["BlockEntry", "BLOCKS", "get_block", "load"]
+__all__ = ["BLOCKS", "BlockEntry", "get_block", "load"]
 
 
 def load(dotted: str) -> Any:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["gemm_int_exact", "gemm_float_reference"]
+__all__ = ["gemm_float_reference", "gemm_int_exact"]
 
 
 def gemm_int_exact(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import random
 
-__all__ = ["stream_put", "stream_get"]
+__all__ = ["stream_get", "stream_put"]
 
 
 async def stream_put(ctx, stream, payload, *, rng: random.Random | None = None,

@@ -18,8 +18,15 @@ from gateware.generate import GeneratedDesign, generate
 from gateware.registry import get_block
 from hdl.common.config import BlockConfig
 
-__all__ = ["SIMULATORS", "SimResult", "simulate", "run_testbench", "simulator_missing",
-           "tool_environment", "design_dir"]
+__all__ = [
+    "SIMULATORS",
+    "SimResult",
+    "design_dir",
+    "run_testbench",
+    "simulate",
+    "simulator_missing",
+    "tool_environment",
+]
 
 SIMULATORS = ("verilator", "icarus")
 _BUILD_ARGS = {

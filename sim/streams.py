@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import random
 from collections import deque
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly
 
 from .payload import pack, unpack
 
-__all__ = ["StreamSource", "StreamSink", "StreamBench"]
+__all__ = ["StreamBench", "StreamSink", "StreamSource"]
 
 
 class StreamSource:

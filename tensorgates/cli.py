@@ -55,7 +55,7 @@ def cmd_list(args) -> int:
 def cmd_generate(args) -> int:
     from gateware.generate import generate
     from sim.runner import design_dir
-    entry, config = _config(args.block, args.set)
+    _entry, config = _config(args.block, args.set)
     out = Path(args.output) if args.output else design_dir(config)
     design = generate(config, out)
     print(f"{design.verilog} (top module `{design.top}`), {out / 'config.json'}, "
@@ -117,7 +117,7 @@ def cmd_sim(args) -> int:
 def cmd_synth(args) -> int:
     from synth.flow import TARGETS, SynthError
     from synth.run import synthesize_config
-    entry, config = _config(args.block, args.set)
+    _entry, config = _config(args.block, args.set)
     if args.target not in TARGETS:
         raise UsageError(f"--target {args.target!r} is not allowed; expected one of "
                          f"{', '.join(TARGETS)}")

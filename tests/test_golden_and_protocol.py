@@ -7,10 +7,10 @@ import torch
 
 from golden.gemm import gemm_float_reference, gemm_int_exact
 from hdl.systolic.config import SystolicGemmConfig
+from hdl.systolic.interface import result_layout
 from hdl.systolic.layout import assemble_result, check_operands, operand_beats
 from sim.payload import pack, unpack
 from sim.scoreboard import Scoreboard
-from hdl.systolic.interface import result_layout
 
 
 def test_exact_golden_matches_python_integers():
@@ -45,7 +45,7 @@ def test_output_stationary_beats_follow_fold_order():
 
 def test_check_operands_rejects_bad_matrices():
     config = SystolicGemmConfig(width=4)
-    with pytest.raises(ValueError, match="outside the signed 4-bit range -8..7"):
+    with pytest.raises(ValueError, match=r"outside the signed 4-bit range -8\.\.7"):
         check_operands(config, np.full((2, 2), 8), np.zeros((2, 2), int))
     with pytest.raises(ValueError, match="must hold integers"):
         check_operands(config, np.zeros((2, 2)), np.zeros((2, 2), int))
@@ -58,11 +58,11 @@ def test_assemble_result_catches_protocol_errors():
     good = [(0, 0, [1, 2]), (1, 0, [3, 4]), (0, 2, [5, 0]), (1, 2, [6, 0])]
     assert assemble_result(config, 2, 3, good).tolist() == [[1, 2, 5], [3, 4, 6]]
     with pytest.raises(ValueError, match="sent twice"):
-        assemble_result(config, 2, 3, good + [(0, 0, [1, 2])])
+        assemble_result(config, 2, 3, [*good, (0, 0, [1, 2])])
     with pytest.raises(ValueError, match="never sent"):
         assemble_result(config, 2, 3, good[:3])
     with pytest.raises(ValueError, match="lanes past n=3 are not zero"):
-        assemble_result(config, 2, 3, good[:2] + [(0, 2, [5, 9]), (1, 2, [6, 0])])
+        assemble_result(config, 2, 3, [*good[:2], (0, 2, [5, 9]), (1, 2, [6, 0])])
 
 
 def test_scoreboard_fails_on_mismatch_and_missing_results():

@@ -58,5 +58,5 @@ def test_output_stationary_jobs_exact(rows, cols):
     jobs = [(rng.integers(-128, 128, (m, k)), rng.integers(-128, 128, (k, n)))
             for m, k, n in shapes]
     jobs.append((np.full((3, 40), -128), np.full((40, 3), -128)))
-    for (a, b), got in zip(jobs, run_jobs(config, jobs, seed=rows * 100 + cols)):
+    for (a, b), got in zip(jobs, run_jobs(config, jobs, seed=rows * 100 + cols), strict=True):
         np.testing.assert_array_equal(got, a @ b)

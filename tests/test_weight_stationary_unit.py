@@ -153,7 +153,7 @@ def run_jobs(config: SystolicGemmConfig, jobs: list[Job], *, seed: int, in_gap: 
             ctx.set(dut.c.ready, 1)
             await ctx.tick()
             assert not ctx.get(dut.c.valid), "a transfer the jobs did not ask for"
-        for name in CountersSignature.NAMES + ("desc_error",):
+        for name in (*CountersSignature.NAMES, "desc_error"):
             counters[name] = ctx.get(getattr(dut.counters, name))
 
     async def watchdog(ctx):

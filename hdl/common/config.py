@@ -10,11 +10,11 @@ import dataclasses
 import json
 from typing import Any, ClassVar
 
-__all__ = ["param", "BlockConfig"]
+__all__ = ["BlockConfig", "param"]
 
 
 def param(default: Any, doc: str, *, choices: tuple | None = None,
-          minimum: int | float | None = None, maximum: int | float | None = None) -> Any:
+          minimum: float | None = None, maximum: float | None = None) -> Any:
     """A config field with its documentation and allowed values."""
     return dataclasses.field(default=default, metadata={
         "doc": doc, "choices": choices, "minimum": minimum, "maximum": maximum})
@@ -65,13 +65,13 @@ class BlockConfig:
     def _check_field(cls, field: dataclasses.Field, value: Any) -> None:
         kind = field.type if isinstance(field.type, str) else field.type.__name__
         expected = {"int": int, "float": (int, float), "str": str, "bool": bool}[kind]
-        if isinstance(value, bool) and kind != "bool" or not isinstance(value, expected):
+        if (isinstance(value, bool) and kind != "bool") or not isinstance(value, expected):
             raise ValueError(f"{cls.block_name}: {field.name}={value!r} is not allowed; "
                              f"expected {_allowed(field)}")
         meta = field.metadata
-        bad = (meta.get("choices") is not None and value not in meta["choices"]
-               or meta.get("minimum") is not None and value < meta["minimum"]
-               or meta.get("maximum") is not None and value > meta["maximum"])
+        bad = ((meta.get("choices") is not None and value not in meta["choices"])
+               or (meta.get("minimum") is not None and value < meta["minimum"])
+               or (meta.get("maximum") is not None and value > meta["maximum"]))
         if bad:
             raise ValueError(f"{cls.block_name}: {field.name}={value!r} is not allowed; "
                              f"expected {_allowed(field)}")
@@ -83,7 +83,7 @@ class BlockConfig:
                  "doc": f.metadata.get("doc", "")} for f in dataclasses.fields(cls)]
 
     @classmethod
-    def from_strings(cls, settings: dict[str, str], base: "BlockConfig | None" = None) -> "BlockConfig":
+    def from_strings(cls, settings: dict[str, str], base: BlockConfig | None = None) -> BlockConfig:
         """Build a config from ``key=value`` strings (the command line's ``--set``)."""
         fields = {f.name: f for f in dataclasses.fields(cls)}
         values = dataclasses.asdict(base) if base is not None else {}

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 from ..common.config import BlockConfig, param
 
-__all__ = ["SystolicGemmConfig", "DATAFLOWS", "DIM_BITS", "COUNTER_BITS"]
+__all__ = ["COUNTER_BITS", "DATAFLOWS", "DIM_BITS", "SystolicGemmConfig"]
 
 DATAFLOWS = ("output_stationary", "weight_stationary")
 #: Width of the runtime matrix sizes M, K, N in the descriptor (1 .. 2**DIM_BITS - 1).
@@ -27,7 +27,8 @@ class SystolicGemmConfig(BlockConfig):
     rows: int = param(4, "array rows R", minimum=1, maximum=32)
     cols: int = param(4, "array columns C", minimum=1, maximum=32)
     width: int = param(8, "signed operand width in bits", minimum=4, maximum=16)
-    dataflow: str = param("output_stationary", "what stays in the PEs: outputs (OS) or weights (WS)",
+    dataflow: str = param("output_stationary",
+                          "what stays in the PEs: outputs (OS) or weights (WS)",
                           choices=DATAFLOWS)
     chunk: int = param(64, "weight-stationary: rows of A per weight load (accumulator "
                        "depth); below rows, every pass waits for its weights", minimum=1,

@@ -12,7 +12,7 @@ from amaranth.lib.wiring import In, Out
 
 from .config import COUNTER_BITS, DIM_BITS, SystolicGemmConfig
 
-__all__ = ["descriptor_layout", "result_layout", "CountersSignature", "gemm_signature"]
+__all__ = ["CountersSignature", "descriptor_layout", "gemm_signature", "result_layout"]
 
 #: One GEMM job: C[M×N] = A[M×K] · B[K×N]; every size from 1 to 2**DIM_BITS − 1.
 descriptor_layout = data.StructLayout({

@@ -9,7 +9,7 @@ import numpy as np
 
 from .config import DIM_BITS, SystolicGemmConfig
 
-__all__ = ["check_inputs", "check_operands", "operand_beats", "assemble_result"]
+__all__ = ["assemble_result", "check_inputs", "check_operands", "operand_beats"]
 
 
 def check_inputs(config: SystolicGemmConfig, arrays: dict[str, np.ndarray]) -> None:
@@ -28,7 +28,7 @@ def check_operands(config: SystolicGemmConfig, a: np.ndarray, b: np.ndarray) -> 
         raise ValueError(f"inner sizes differ: a is {a.shape[0]}x{a.shape[1]}, "
                          f"b is {b.shape[0]}x{b.shape[1]}")
     limit = (1 << DIM_BITS) - 1
-    for name, size in zip("mkn", (a.shape[0], a.shape[1], b.shape[1])):
+    for name, size in zip("mkn", (a.shape[0], a.shape[1], b.shape[1]), strict=True):
         if not 1 <= size <= limit:
             raise ValueError(f"size {name}={size} is not allowed; expected 1 to {limit}")
     lo, hi = -(1 << (config.width - 1)), (1 << (config.width - 1)) - 1

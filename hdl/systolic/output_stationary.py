@@ -20,7 +20,7 @@ from amaranth.lib.wiring import In, Out
 from .config import DIM_BITS, SystolicGemmConfig
 from .interface import gemm_signature, result_layout
 
-__all__ = ["OutputStationaryPE", "OutputStationaryGemm"]
+__all__ = ["OutputStationaryGemm", "OutputStationaryPE"]
 
 
 def _beat_layout(width: int) -> data.StructLayout:
