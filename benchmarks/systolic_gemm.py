@@ -46,14 +46,9 @@ def _simulate_array(settings: dict, sizes: list[int]) -> dict:
 
 
 def _synthesize(settings: dict) -> dict:
-    """ECP5 area and Fmax; an array with more multipliers than the LFE5U-85F has DSPs is
-    synthesized again with LUT multipliers, and the record says so."""
+    """ECP5 area and Fmax (LUT multipliers where the device's DSPs run out)."""
     from synth.run import synthesize_config
-    config = get_block("systolic_gemm").config(settings)
-    record = synthesize_config(config, "ecp5")
-    if record.get("fits") is False and "MULT18X18D" in (record.get("overflow") or ""):
-        record = synthesize_config(config, "ecp5", nodsp=True)
-    return record
+    return synthesize_config(get_block("systolic_gemm").config(settings), "ecp5")
 
 
 def main(*, quick: bool = False, workers: int = 2, skip_synth: bool = False) -> int:

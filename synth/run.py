@@ -26,7 +26,11 @@ def tool_versions() -> dict[str, str]:
 
 def synthesize_config(config: BlockConfig, target: str, *, place: bool = True,
                       nodsp: bool = False, refresh: bool = False) -> dict:
-    """Generate ``config``'s Verilog and synthesize it for ``target``; a JSON record."""
+    """Generate ``config``'s Verilog and synthesize it for ``target``; a JSON record.
+
+    A design with more multipliers than the device's DSP blocks is synthesized again with LUT
+    multipliers; the record's ``multipliers`` field says which was used.
+    """
     folder = design_dir(config)
     design = generate(config, folder)
     key = cache_key(kind="synth", verilog=design.digest, target=target, place=place,
@@ -40,5 +44,12 @@ def synthesize_config(config: BlockConfig, target: str, *, place: bool = True,
                 "multipliers": "LUT" if nodsp else "DSP where mapped", **result.to_dict()}
 
     record = cached(key, compute, refresh=refresh)
+    if not nodsp and record.get("fits") is False and _dsp_overflow(record.get("overflow")):
+        # More multipliers than the device has DSP blocks: build them from LUTs instead.
+        return synthesize_config(config, target, place=place, nodsp=True, refresh=refresh)
     (folder / f"synth_{target}.json").write_text(json.dumps(record, indent=2) + "\n")
     return record
+
+
+def _dsp_overflow(overflow: str | None) -> bool:
+    return any(name in (overflow or "") for name in ("MULT18X18D", "ALU54B", "DSP", "MAC16"))

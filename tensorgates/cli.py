@@ -134,7 +134,11 @@ def cmd_synth(args) -> int:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(record, indent=2) + "\n")
         print(f"  wrote {args.json}")
-    return 0 if record.get("fits") is not False else 1
+    if record.get("fits") is False:
+        print(f"tensorgates: {config.slug()} does not fit {record.get('device')}: "
+              f"{record.get('overflow')}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def cmd_bench(args) -> int:

@@ -17,6 +17,7 @@ from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import data, fifo, wiring
 from amaranth.lib.wiring import In, Out
 
+from ..common.pipeline import delay_line
 from .config import DIM_BITS, SystolicGemmConfig
 from .interface import gemm_signature, result_layout
 
@@ -173,21 +174,15 @@ class OutputStationaryGemm(wiring.Component):
                 head.first.eq(beat_index == 0),
                 head.last.eq(last_beat),
             ]
-            for d in range(i + 1):
-                delayed = Signal(beat_layout, name=f"a_skew_{i}_{d + 1}")
-                with m.If(step):
-                    m.d.sync += delayed.eq(head)
-                head = delayed
+            head = delay_line(m, head, shape=beat_layout, steps=i + 1, enable=step,
+                              name=f"a_skew_{i}")
             row_inputs.append(head)
         col_inputs = []
         for j in range(C):
             head = Signal(signed(W), name=f"b_skew_{j}_0")
             m.d.comb += head.eq(Mux(beat, self.b.payload[j], 0))
-            for d in range(j + 1):
-                delayed = Signal(signed(W), name=f"b_skew_{j}_{d + 1}")
-                with m.If(step):
-                    m.d.sync += delayed.eq(head)
-                head = delayed
+            head = delay_line(m, head, shape=signed(W), steps=j + 1, enable=step,
+                              name=f"b_skew_{j}")
             col_inputs.append(head)
 
         # --- The PE grid. ---
@@ -219,11 +214,8 @@ class OutputStationaryGemm(wiring.Component):
             # Deskew: column j waits C-1-j steps so that a tile row leaves in one piece.
             head = Signal(signed(A), name=f"c_deskew_{j}_0")
             m.d.comb += head.eq(pes[R - 1][j].result)
-            for d in range(C - 1 - j):
-                delayed = Signal(signed(A), name=f"c_deskew_{j}_{d + 1}")
-                with m.If(step):
-                    m.d.sync += delayed.eq(head)
-                head = delayed
+            head = delay_line(m, head, shape=signed(A), steps=C - 1 - j, enable=step,
+                              name=f"c_deskew_{j}")
             col_outputs.append(head)
             drain_phase.append(phase)
 

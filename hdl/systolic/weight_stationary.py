@@ -24,6 +24,7 @@ from amaranth.lib import data, fifo, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from ..common.pipeline import delay_line
 from .config import DIM_BITS, SystolicGemmConfig
 from .interface import gemm_signature, result_layout
 
@@ -207,11 +208,8 @@ class WeightStationaryGemm(wiring.Component):
                 head.valid.eq(beat),
                 head.first.eq(tile_start),
             ]
-            for d in range(i):
-                delayed = Signal(act_layout, name=f"a_skew_{i}_{d + 1}")
-                with m.If(step):
-                    m.d.sync += delayed.eq(head)
-                head = delayed
+            head = delay_line(m, head, shape=act_layout, steps=i, enable=step,
+                              name=f"a_skew_{i}")
             row_inputs.append(head)
         w_layout = _weight_layout(W, R)
         col_inputs = []
@@ -222,11 +220,8 @@ class WeightStationaryGemm(wiring.Component):
                 head.valid.eq(weight_beat),
                 head.row.eq(Mux(tile_start, 0, weights_loaded)),
             ]
-            for d in range(j):
-                delayed = Signal(w_layout, name=f"b_skew_{j}_{d + 1}")
-                with m.If(step):
-                    m.d.sync += delayed.eq(head)
-                head = delayed
+            head = delay_line(m, head, shape=w_layout, steps=j, enable=step,
+                              name=f"b_skew_{j}")
             col_inputs.append(head)
 
         # --- The PE grid. ---
@@ -247,11 +242,8 @@ class WeightStationaryGemm(wiring.Component):
         col_sums = []
         for j in range(C):
             head = pes[R - 1][j].psum_out
-            for d in range(C - 1 - j):
-                delayed = Signal(signed(P), name=f"c_deskew_{j}_{d + 1}")
-                with m.If(step):
-                    m.d.sync += delayed.eq(head)
-                head = delayed
+            head = delay_line(m, head, shape=signed(P), steps=C - 1 - j, enable=step,
+                              name=f"c_deskew_{j}")
             col_sums.append(head)
 
         # Each beat's bookkeeping follows it in a delay line of the same R+C-1 steps.
