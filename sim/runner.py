@@ -86,6 +86,7 @@ class SimResult:
     counters: dict = field(default_factory=dict)
     records: dict = field(default_factory=dict)
     log: str = ""
+    waves: list[str] = field(default_factory=list)
     messages: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
@@ -156,6 +157,11 @@ def run_testbench(design: GeneratedDesign, simulator: str, test_module: str, *, 
         test_filter=test_filter, timescale=("1ns", "1ps"), log_file=log,
         results_xml=str(run_dir / "results.xml"))
     total, failed = get_results(results_xml)
+    waves_files = []
+    if waves:   # Icarus dumps into the build folder: keep each run's waves with the run
+        for dump in [*build_dir.glob("*.fst"), *build_dir.glob("*.vcd")]:
+            shutil.move(dump, run_dir / dump.name)
+        waves_files = [str(p) for p in [*run_dir.glob("*.fst"), *run_dir.glob("*.vcd")]]
     records = {path.stem: json.loads(path.read_text()) for path in records_dir.glob("*.json")}
     counters = {}
     for record in records.values():
@@ -163,7 +169,7 @@ def run_testbench(design: GeneratedDesign, simulator: str, test_module: str, *, 
     return SimResult(block=design.config.block_name, config=design.config.to_dict(),
                      simulator=simulator, seed=seed, passed=total > 0 and failed == 0,
                      tests=total, failures=failed, counters=counters, records=records,
-                     log=str(log), messages=_failure_lines(log) if failed or not total else [])
+                     log=str(log), waves=waves_files, messages=_failure_lines(log) if failed or not total else [])
 
 
 def _failure_lines(log: Path, limit: int = 12) -> list[str]:

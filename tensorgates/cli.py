@@ -111,6 +111,8 @@ def cmd_sim(args) -> int:
     if args.outputs and result.passed:
         print(f"  wrote {args.outputs}")
     print(f"  log: {result.log}")
+    for path in result.waves:
+        print(f"  waves: {path}")
     return 0 if result.passed else 1
 
 
