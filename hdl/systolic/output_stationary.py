@@ -106,7 +106,8 @@ class OutputStationaryGemm(wiring.Component):
 
         # --- Input controller: walks the folds of the current job. ---
         busy = Signal()
-        size_m, size_k, size_n = (Signal(DIM_BITS, name=f"size_{x}") for x in "mkn")
+        size_m, size_n = Signal(DIM_BITS, name="size_m"), Signal(DIM_BITS, name="size_n")
+        last_k = Signal(DIM_BITS)   # K − 1, kept so the beat handshake needs no subtractor
         m_base = Signal(DIM_BITS + 1)
         n_base = Signal(DIM_BITS + 1)
         beat_index = Signal(DIM_BITS)          # k of the next beat within its fold
@@ -128,7 +129,7 @@ class OutputStationaryGemm(wiring.Component):
             with m.Else():
                 m.d.sync += [
                     busy.eq(1),
-                    size_m.eq(self.desc.payload.m), size_k.eq(self.desc.payload.k),
+                    size_m.eq(self.desc.payload.m), last_k.eq(self.desc.payload.k - 1),
                     size_n.eq(self.desc.payload.n),
                     m_base.eq(0), n_base.eq(0), beat_index.eq(0),
                 ]
@@ -139,7 +140,7 @@ class OutputStationaryGemm(wiring.Component):
         beat = Signal()
         m.d.comb += [
             wants_beat.eq(busy),
-            last_beat.eq(beat_index == size_k - 1),
+            last_beat.eq(beat_index == last_k),
             drain_wait.eq(last_beat & (since_fold_end < R - 1)),
             beat.eq(step & wants_beat & ~drain_wait & self.a.valid & self.b.valid),
             self.a.ready.eq(beat),
