@@ -42,6 +42,7 @@ class BlockEntry:
     regression_full: tuple[dict, ...] = ()  # extra points of `make test-full`
     synthesis: tuple[dict, ...] = ()    # design points of the area/Fmax report
     demo: dict = field(default_factory=dict)
+    small: dict = field(default_factory=dict)   # a useful point that fits an iCE40 UP5K
 
     def config(self, settings: dict[str, str] | None = None) -> BlockConfig:
         """A validated config from ``key=value`` strings (``ValueError`` on bad input)."""
@@ -84,6 +85,7 @@ BLOCKS: dict[str, BlockEntry] = {entry.name: entry for entry in [
             {"rows": "16", "cols": "16"},
         ),
         demo={"rows": "4", "cols": "4"},
+        small={"rows": "2", "cols": "2"},
     ),
 ]}
 

@@ -119,7 +119,7 @@ def cmd_sim(args) -> int:
 def cmd_synth(args) -> int:
     from synth.flow import TARGETS, SynthError
     from synth.run import synthesize_config
-    _entry, config = _config(args.block, args.set)
+    entry, config = _config(args.block, args.set)
     if args.target not in TARGETS:
         raise UsageError(f"--target {args.target!r} is not allowed; expected one of "
                          f"{', '.join(TARGETS)}")
@@ -137,8 +137,11 @@ def cmd_synth(args) -> int:
         Path(args.json).write_text(json.dumps(record, indent=2) + "\n")
         print(f"  wrote {args.json}")
     if record.get("fits") is False:
+        hint = ""
+        if args.target == "ice40" and entry.small:
+            hint = " (fits: " + " ".join(f"--set {k}={v}" for k, v in entry.small.items()) + ")"
         print(f"tensorgates: {config.slug()} does not fit {record.get('device')}: "
-              f"{record.get('overflow')}", file=sys.stderr)
+              f"{record.get('overflow')}{hint}", file=sys.stderr)
         return 1
     return 0
 
@@ -179,8 +182,10 @@ def cmd_demo(args) -> int:
                 print(f"[demo] skipping {simulator}: {missing}", flush=True)
                 continue
             steps.append(["sim", entry.name, *sets, "--simulator", simulator])
-        steps += [["synth", entry.name, *sets, "--target", target]
-                  for target in ("ecp5", "ice40", "generic")]
+        small = [item for k, v in entry.small.items() for item in ("--set", f"{k}={v}")]
+        steps += [["synth", entry.name, *sets, "--target", "ecp5"],
+                  ["synth", entry.name, *(small or sets), "--target", "ice40"],
+                  ["synth", entry.name, *sets, "--target", "generic"]]
         for step in steps:
             print(f"[demo] tensorgates {' '.join(step)}", flush=True)
             code = main(step)
