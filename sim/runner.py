@@ -169,7 +169,8 @@ def run_testbench(design: GeneratedDesign, simulator: str, test_module: str, *, 
     return SimResult(block=design.config.block_name, config=design.config.to_dict(),
                      simulator=simulator, seed=seed, passed=total > 0 and failed == 0,
                      tests=total, failures=failed, counters=counters, records=records,
-                     log=str(log), waves=waves_files, messages=_failure_lines(log) if failed or not total else [])
+                     log=str(log), waves=waves_files,
+                     messages=_failure_lines(log) if failed or not total else [])
 
 
 def _failure_lines(log: Path, limit: int = 12) -> list[str]:
