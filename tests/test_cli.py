@@ -61,3 +61,14 @@ def test_generate_writes_verilog_and_metadata(tmp_path):
     members = json.loads((tmp_path / "component.json").read_text())["interface"]["members"]
     assert members["a"]["members"]["payload"]["width"] == 2 * 8
     assert members["c"]["members"]["payload"]["width"] == 3 * 32 + 2 * 16 + 1
+
+
+def test_synth_json_has_area_and_fmax(tmp_path):
+    out = tmp_path / "out.json"
+    assert main(["synth", "systolic_gemm", "--set", "rows=2", "--set", "cols=2",
+                 "--target", "ecp5", "--json", str(out)]) == 0
+    record = json.loads(out.read_text())
+    assert record["fits"] is True and record["device"] == "LFE5U-85F"
+    assert record["dsps"] == 4            # one MULT18X18D per PE
+    assert record["luts"] > 0 and record["ffs"] > 0 and record["brams"] is not None
+    assert 10 < record["fmax_mhz"] < 500
