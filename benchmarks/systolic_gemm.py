@@ -82,13 +82,15 @@ def main(*, quick: bool = False, workers: int = 2, skip_synth: bool = False) -> 
             rows.append({
                 "array": f"{r}x{c}", "gemm": f"{m}x{k}x{n}", "cycles": job["cycles"],
                 "busy_cycles": job["busy_cycles"], "stall_cycles": job["stall_cycles"],
-                "utilization": round(m * k * n / (r * c * job["cycles"]), 4),
-                "fold_model": round(fold_model_utilization(r, c, m, k, n), 4),
+                "utilization": m * k * n / (r * c * job["cycles"]),
+                "fold_model": fold_model_utilization(r, c, m, k, n),
                 "ideal": 1.0,
                 "sim_kcycles_per_s": round(job["cycles"] / job["sim_seconds"] / 1e3, 1),
                 "ecp5_luts": area.get("luts"), "ecp5_ffs": area.get("ffs"),
                 "ecp5_dsps": area.get("dsps"), "ecp5_fmax_mhz": area.get("fmax_mhz"),
                 "multipliers": area.get("multipliers"),
+                "ecp5_fit": ("yes" if area.get("fits") else
+                             f"no ({area.get('overflow')})" if area else None),
             })
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     record = {"benchmark": "systolic_gemm", "dataflow": "output_stationary",
@@ -104,12 +106,19 @@ def main(*, quick: bool = False, workers: int = 2, skip_synth: bool = False) -> 
 def _markdown(rows: list[dict]) -> str:
     columns = ["array", "gemm", "cycles", "utilization", "fold_model", "ideal",
                "ecp5_luts", "ecp5_ffs", "ecp5_dsps", "multipliers", "ecp5_fmax_mhz",
-               "sim_kcycles_per_s"]
+               "ecp5_fit", "sim_kcycles_per_s"]
     return ("# systolic_gemm benchmark (output-stationary)\n\n"
             "Regenerate with `tensorgates bench systolic_gemm`. Utilization = M·K·N / "
             "(R·C·cycles) from the RTL's cycle counter, inputs always valid, output always "
             "ready; fold_model = SCALE-Sim style K+R+C−2 cycles per output tile, no overlap.\n\n"
-            + results_table_markdown([{c: row[c] for c in columns} for row in rows]))
+            + results_table_markdown([{c: _shown(c, row[c]) for c in columns} for row in rows]))
+
+
+def _shown(column: str, value):
+    """Utilizations with five decimals: 0.99998 must not read as 1."""
+    if column in ("utilization", "fold_model") and value is not None:
+        return f"{value:.5f}"
+    return value
 
 
 if __name__ == "__main__":
