@@ -62,6 +62,8 @@ def _plot_gemm_utilization(bench: dict, out: Path) -> str | None:
                   label=f"{array} fold-by-fold model")
     axis.axhline(1.0, color="grey", linewidth=0.8)
     axis.set_xscale("log", base=2)
+    ticks = sorted({int(row["gemm"].split("x")[0]) for row in rows})
+    axis.set_xticks(ticks, [str(tick) for tick in ticks])
     axis.set_xlabel("square GEMM size (M = K = N)")
     axis.set_ylabel("MAC utilization")
     axis.set_title("systolic_gemm: measured utilization vs fold-by-fold model")
