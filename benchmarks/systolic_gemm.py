@@ -21,7 +21,13 @@ from tensorgates.jobs import cache_key, cached, run_all
 
 __all__ = ["fold_model_utilization", "main"]
 
-ARRAYS = (4, 8, 16)
+#: Output-stationary at three sizes, and the weight-stationary dataflow at 8×8 beside it.
+DESIGNS = (
+    {"rows": "4", "cols": "4"},
+    {"rows": "8", "cols": "8"},
+    {"rows": "16", "cols": "16"},
+    {"rows": "8", "cols": "8", "dataflow": "weight_stationary", "chunk": "64"},
+)
 SIZES = (64, 128, 256, 512)
 QUICK_SIZES = (64, 128)
 OUT_DIR = Path("build") / "bench"
@@ -50,6 +56,10 @@ def _simulate_array(settings: dict, sizes: list[int]) -> dict:
     return cached(cache_key(kind="bench-sim", verilog=design.digest, jobs=jobs), measure)
 
 
+def _design_key(config: dict) -> tuple:
+    return config["rows"], config["cols"], config["dataflow"]
+
+
 def _synthesize(settings: dict) -> dict:
     """ECP5 area and Fmax (LUT multipliers where the device's DSPs run out)."""
     from synth.run import synthesize_config
@@ -58,7 +68,7 @@ def _synthesize(settings: dict) -> dict:
 
 def main(*, quick: bool = False, workers: int = 2, skip_synth: bool = False) -> int:
     sizes = list(QUICK_SIZES if quick else SIZES)
-    arrays = [{"rows": str(r), "cols": str(r)} for r in ARRAYS]
+    arrays = list(DESIGNS)
     print(f"systolic_gemm: simulating {len(arrays)} arrays x {len(sizes)} GEMM sizes ...",
           flush=True)
     sims = run_all(_simulate_array, [{"settings": s, "sizes": sizes} for s in arrays],
@@ -71,19 +81,23 @@ def main(*, quick: bool = False, workers: int = 2, skip_synth: bool = False) -> 
         results = run_all(_synthesize, [{"settings": s} for s in arrays], workers=workers,
                           progress=lambda d, t, r: print(f"  [{d}/{t}] {r['design']} done",
                                                          flush=True))
-        areas = {(r["config"]["rows"], r["config"]["cols"]): r for r in results}
+        areas = {_design_key(r["config"]): r for r in results}
 
     rows = []
     for sim in sims:
-        r, c = int(sim["settings"]["rows"]), int(sim["settings"]["cols"])
-        area = areas.get((r, c), {})
+        config = get_block("systolic_gemm").config(sim["settings"])
+        r, c = config.rows, config.cols
+        output_stationary = config.dataflow == "output_stationary"
+        area = areas.get(_design_key(config.to_dict()), {})
         for job in sim["jobs"]:
             m, k, n = job["m"], job["k"], job["n"]
             rows.append({
-                "array": f"{r}x{c}", "gemm": f"{m}x{k}x{n}", "cycles": job["cycles"],
+                "array": f"{r}x{c}", "dataflow": "OS" if output_stationary else "WS",
+                "gemm": f"{m}x{k}x{n}", "cycles": job["cycles"],
                 "busy_cycles": job["busy_cycles"], "stall_cycles": job["stall_cycles"],
                 "utilization": m * k * n / (r * c * job["cycles"]),
-                "fold_model": fold_model_utilization(r, c, m, k, n),
+                "fold_model": (fold_model_utilization(r, c, m, k, n) if output_stationary
+                               else None),
                 "ideal": 1.0,
                 "sim_kcycles_per_s": round(job["cycles"] / job["sim_seconds"] / 1e3, 1),
                 "ecp5_luts": area.get("luts"), "ecp5_ffs": area.get("ffs"),
@@ -93,7 +107,7 @@ def main(*, quick: bool = False, workers: int = 2, skip_synth: bool = False) -> 
                              f"no ({area.get('overflow')})" if area else None),
             })
     OUT_DIR.mkdir(parents=True, exist_ok=True)
-    record = {"benchmark": "systolic_gemm", "dataflow": "output_stationary",
+    record = {"benchmark": "systolic_gemm",
               "definition": __doc__.strip().splitlines()[2:5], "rows": rows,
               "synthesis": list(areas.values())}
     (OUT_DIR / "systolic_gemm.json").write_text(json.dumps(record, indent=2) + "\n")
@@ -104,13 +118,14 @@ def main(*, quick: bool = False, workers: int = 2, skip_synth: bool = False) -> 
 
 
 def _markdown(rows: list[dict]) -> str:
-    columns = ["array", "gemm", "cycles", "utilization", "fold_model", "ideal",
+    columns = ["array", "dataflow", "gemm", "cycles", "utilization", "fold_model", "ideal",
                "ecp5_luts", "ecp5_ffs", "ecp5_dsps", "multipliers", "ecp5_fmax_mhz",
                "ecp5_fit", "sim_kcycles_per_s"]
-    return ("# systolic_gemm benchmark (output-stationary)\n\n"
+    return ("# systolic_gemm benchmark\n\n"
             "Regenerate with `tensorgates bench systolic_gemm`. Utilization = M·K·N / "
             "(R·C·cycles) from the RTL's cycle counter, inputs always valid, output always "
-            "ready; fold_model = SCALE-Sim style K+R+C−2 cycles per output tile, no overlap.\n\n"
+            "ready; fold_model = SCALE-Sim style K+R+C−2 cycles per output tile, no overlap "
+            "(output-stationary rows). WS = weight-stationary with a 64-row accumulator.\n\n"
             + results_table_markdown([{c: _shown(c, row[c]) for c in columns} for row in rows]))
 
 

@@ -50,16 +50,19 @@ def _plot_gemm_utilization(bench: dict, out: Path) -> str | None:
     import matplotlib.pyplot as plt
 
     rows = bench["rows"]
-    arrays = sorted({row["array"] for row in rows}, key=lambda a: int(a.split("x")[0]))
+    designs = sorted({(row["array"], row.get("dataflow", "OS")) for row in rows},
+                     key=lambda d: (d[1], int(d[0].split("x")[0])))
     figure, axis = plt.subplots(figsize=(6.4, 4.0))
-    for index, array in enumerate(arrays):
-        points = [row for row in rows if row["array"] == array]
+    for index, (array, dataflow) in enumerate(designs):
+        points = [row for row in rows
+                  if row["array"] == array and row.get("dataflow", "OS") == dataflow]
         sizes = [int(row["gemm"].split("x")[0]) for row in points]
         color = f"C{index}"
         axis.plot(sizes, [row["utilization"] for row in points], "o-", color=color,
-                  label=f"{array} RTL")
-        axis.plot(sizes, [row["fold_model"] for row in points], "x--", color=color,
-                  label=f"{array} fold-by-fold model")
+                  label=f"{array} {dataflow} RTL")
+        if all(row["fold_model"] is not None for row in points):
+            axis.plot(sizes, [row["fold_model"] for row in points], "x--", color=color,
+                      label=f"{array} fold-by-fold model")
     axis.axhline(1.0, color="grey", linewidth=0.8)
     axis.set_xscale("log", base=2)
     ticks = sorted({int(row["gemm"].split("x")[0]) for row in rows})
