@@ -41,7 +41,8 @@ def synthesize_config(config: BlockConfig, target: str, *, place: bool = True,
         result = synthesize(design.verilog, design.top, target,
                             folder / f"synth_{target}{suffix}", place=place, nodsp=nodsp)
         return {"block": config.block_name, "config": config.to_dict(), "design": config.slug(),
-                "multipliers": "LUT" if nodsp else "DSP where mapped", **result.to_dict()}
+                "multipliers": ("LUT" if nodsp else "DSP") if target != "generic" else None,
+                **result.to_dict()}
 
     record = cached(key, compute, refresh=refresh)
     if not nodsp and record.get("fits") is False and _dsp_overflow(record.get("overflow")):

@@ -129,9 +129,8 @@ def cmd_synth(args) -> int:
     except SynthError as error:
         print(f"tensorgates: synthesis failed: {error}", file=sys.stderr)
         return 1
-    for key, value in record.items():
-        if key not in ("config",):
-            print(f"  {key}: {value}")
+    print("  " + _synth_summary(record))
+    print(f"  logs: {record['log_dir']}")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(record, indent=2) + "\n")
@@ -144,6 +143,18 @@ def cmd_synth(args) -> int:
               f"{record.get('overflow')}{hint}", file=sys.stderr)
         return 1
     return 0
+
+
+def _synth_summary(record: dict) -> str:
+    """One line: the area figures of the target and, after placement, fit and Fmax."""
+    if record["target"] == "generic":
+        return f"generic: {record['cells']} cells, {record['transistors']} transistors (cmos)"
+    line = (f"{record['device']}: {record['luts']} LUT, {record['ffs']} FF, {record['dsps']} DSP "
+            f"({record.get('multipliers')}), {record['brams']} BRAM")
+    if record.get("fits") is True:
+        fmax = record.get("fmax_mhz")
+        line += f"; fits; Fmax {fmax:.1f} MHz" if fmax else "; fits; no register path timed"
+    return line
 
 
 def cmd_bench(args) -> int:
