@@ -17,6 +17,7 @@ from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import data, fifo, wiring
 from amaranth.lib.wiring import In, Out
 
+from ..common.counters import count_cycles
 from ..common.pipeline import delay_line
 from .config import DIM_BITS, SystolicGemmConfig
 from .interface import gemm_signature, result_layout
@@ -266,21 +267,15 @@ class OutputStationaryGemm(wiring.Component):
         # --- Performance counters. ---
         active = Signal()
         m.d.comb += active.eq(busy | job_queue.r_rdy | out_queue.r_rdy)
-        ctr = self.counters
-        with m.If(active):
-            m.d.sync += ctr.cycles.eq(ctr.cycles + 1)
-        with m.If(beat):
-            m.d.sync += ctr.busy_cycles.eq(ctr.busy_cycles + 1)
         stall_in = Signal()
         stall_out = Signal()
         m.d.comb += [
             stall_in.eq(step & wants_beat & ~drain_wait & ~beat),
             stall_out.eq(active & ~step),
         ]
-        with m.If(stall_in):
-            m.d.sync += ctr.stall_in_cycles.eq(ctr.stall_in_cycles + 1)
-        with m.If(stall_out):
-            m.d.sync += ctr.stall_out_cycles.eq(ctr.stall_out_cycles + 1)
-        with m.If(stall_in | stall_out | (step & busy & drain_wait)):
-            m.d.sync += ctr.stall_cycles.eq(ctr.stall_cycles + 1)
+        count_cycles(m, self.counters, {
+            "cycles": active, "busy_cycles": beat, "stall_in_cycles": stall_in,
+            "stall_out_cycles": stall_out,
+            "stall_cycles": stall_in | stall_out | (step & busy & drain_wait),
+        })
         return m

@@ -24,6 +24,7 @@ from amaranth.lib import data, fifo, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from ..common.counters import count_cycles
 from ..common.pipeline import delay_line
 from .config import DIM_BITS, SystolicGemmConfig
 from .interface import gemm_signature, result_layout
@@ -304,11 +305,6 @@ class WeightStationaryGemm(wiring.Component):
         m.d.comb += in_pipeline.eq(Cat(tag.valid for tag in tags[1:]).any())
         active = Signal()
         m.d.comb += active.eq(busy | in_pipeline | (out_queue.level != 0))
-        ctr = self.counters
-        with m.If(active):
-            m.d.sync += ctr.cycles.eq(ctr.cycles + 1)
-        with m.If(beat):
-            m.d.sync += ctr.busy_cycles.eq(ctr.busy_cycles + 1)
         stall_in = Signal()
         stall_out = Signal()
         m.d.comb += [
@@ -316,10 +312,8 @@ class WeightStationaryGemm(wiring.Component):
             stall_in.eq(wants_beat & Mux(needs_weights, ~self.b.valid, ~self.a.valid)),
             stall_out.eq(active & ~step),
         ]
-        with m.If(stall_in):
-            m.d.sync += ctr.stall_in_cycles.eq(ctr.stall_in_cycles + 1)
-        with m.If(stall_out):
-            m.d.sync += ctr.stall_out_cycles.eq(ctr.stall_out_cycles + 1)
-        with m.If(stall_out | (wants_beat & ~beat)):
-            m.d.sync += ctr.stall_cycles.eq(ctr.stall_cycles + 1)
+        count_cycles(m, self.counters, {
+            "cycles": active, "busy_cycles": beat, "stall_in_cycles": stall_in,
+            "stall_out_cycles": stall_out, "stall_cycles": stall_out | (wants_beat & ~beat),
+        })
         return m
