@@ -17,13 +17,11 @@ def _load(paths) -> list[dict]:
 def _sim_rows(root: Path) -> list[dict]:
     rows = []
     for record in _load(root.glob("*/*/sim_*.json")):
-        rows.append({"design": record["config"] and _slug(record["config"]),
+        rows.append({"design": _slug(record["config"]),
                      "simulator": record["simulator"],
                      "result": "PASS" if record["passed"] else "FAIL",
                      "tests": f"{record['tests'] - record['failures']}/{record['tests']}",
-                     "seed": record["seed"], **{k: v for k, v in record["counters"].items()
-                                                 if k in ("cycles", "busy_cycles",
-                                                          "stall_cycles")}})
+                     "seed": record["seed"], "log": record["log"]})
     return rows
 
 
