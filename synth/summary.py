@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from .report import results_table_markdown
@@ -21,7 +22,7 @@ def _sim_rows(root: Path) -> list[dict]:
                      "simulator": record["simulator"],
                      "result": "PASS" if record["passed"] else "FAIL",
                      "tests": f"{record['tests'] - record['failures']}/{record['tests']}",
-                     "seed": record["seed"], "log": record["log"]})
+                     "seed": record["seed"], "log": os.path.relpath(record["log"])})
     return rows
 
 

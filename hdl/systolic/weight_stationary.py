@@ -199,7 +199,8 @@ class WeightStationaryGemm(wiring.Component):
                     size_n.eq(self.desc.payload.n),
                 ]
 
-        # --- Skewed injection: activation row i and weight column j are delayed by i, j. ---
+        # --- Skewed injection: activation row i and weight column j are delayed by i + 1 and
+        # j + 1 steps (the extra register keeps the handshake out of the first PE). ---
         act_layout = _activation_layout(W)
         row_inputs = []
         for i in range(R):
@@ -209,7 +210,7 @@ class WeightStationaryGemm(wiring.Component):
                 head.valid.eq(beat),
                 head.first.eq(tile_start),
             ]
-            head = delay_line(m, head, shape=act_layout, steps=i, enable=step,
+            head = delay_line(m, head, shape=act_layout, steps=i + 1, enable=step,
                               name=f"a_skew_{i}")
             row_inputs.append(head)
         w_layout = _weight_layout(W, R)
@@ -221,7 +222,7 @@ class WeightStationaryGemm(wiring.Component):
                 head.valid.eq(weight_beat),
                 head.row.eq(Mux(tile_start, 0, weights_loaded)),
             ]
-            head = delay_line(m, head, shape=w_layout, steps=j, enable=step,
+            head = delay_line(m, head, shape=w_layout, steps=j + 1, enable=step,
                               name=f"b_skew_{j}")
             col_inputs.append(head)
 
@@ -238,7 +239,7 @@ class WeightStationaryGemm(wiring.Component):
                     pe.psum_in.eq(0 if i == 0 else pes[i - 1][j].psum_out),
                 ]
 
-        # --- Deskew: column j waits C-1-j steps, so row m's sums arrive together, R+C-1
+        # --- Deskew: column j waits C-1-j steps, so row m's sums arrive together, R+C
         # steps after its beat entered. ---
         col_sums = []
         for j in range(C):
@@ -247,7 +248,7 @@ class WeightStationaryGemm(wiring.Component):
                               name=f"c_deskew_{j}")
             col_sums.append(head)
 
-        # Each beat's bookkeeping follows it in a delay line of the same R+C-1 steps.
+        # Each beat's bookkeeping follows it in a delay line of the same R+C steps.
         tag_layout = data.StructLayout({
             "valid": 1, "slot": range(CHUNK), "first_k": 1, "last_k": 1,
             "row": DIM_BITS, "col": DIM_BITS, "last": 1,
@@ -262,7 +263,7 @@ class WeightStationaryGemm(wiring.Component):
             tags[0].col.eq(n_base),
             tags[0].last.eq(job_end),
         ]
-        for d in range(R + C - 1):
+        for d in range(R + C):
             delayed = Signal(tag_layout, name=f"tag_{d + 1}")
             with m.If(step):
                 m.d.sync += delayed.eq(tags[-1])
