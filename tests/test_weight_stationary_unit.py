@@ -250,7 +250,7 @@ def test_always_ready_throughput():
     assert counters["stall_in_cycles"] == 0
     assert counters["stall_out_cycles"] == 0
     assert counters["stall_cycles"] == rows - 1          # the first tile's weights
-    drain = rows + cols + 2          # injection register, array, deskew, output queue
+    drain = rows + cols + 3   # injection and product registers, array, deskew, output queue
     assert counters["cycles"] == beats + rows - 1 + drain
 
 

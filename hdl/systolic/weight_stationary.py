@@ -48,7 +48,8 @@ def _psum_width(width: int, rows: int) -> int:
 
 
 class WeightStationaryPE(wiring.Component):
-    """One PE: ``psum_out = psum_in + a·w``, with a shadow weight swapped in on ``first``.
+    """One PE: ``psum_out = psum_in + a·w`` (product registered first), with a shadow weight
+    swapped in on ``first``.
 
     A weight beat tagged with this PE's ``row`` loads the shadow register; an activation
     flagged ``first`` copies the shadow into the weight and already multiplies by it.
@@ -72,12 +73,15 @@ class WeightStationaryPE(wiring.Component):
         shadow = Signal.like(self.w_in.value, name="shadow")
         swap = Signal()
         m.d.comb += swap.eq(self.a_in.valid & self.a_in.first)
+        # The product is registered: the psum from the PE above arrives one step after the
+        # activation did there, so it meets this PE's product of the same row exactly.
+        product = Signal(signed(2 * len(self.w_in.value)))
         with m.If(self.en):
             m.d.sync += [
                 self.a_out.eq(self.a_in),
                 self.w_out.eq(self.w_in),
-                self.psum_out.eq(self.psum_in
-                                 + self.a_in.value * Mux(swap, shadow, weight)),
+                product.eq(self.a_in.value * Mux(swap, shadow, weight)),
+                self.psum_out.eq(self.psum_in + product),
             ]
             with m.If(swap):
                 m.d.sync += weight.eq(shadow)
@@ -239,7 +243,7 @@ class WeightStationaryGemm(wiring.Component):
                     pe.psum_in.eq(0 if i == 0 else pes[i - 1][j].psum_out),
                 ]
 
-        # --- Deskew: column j waits C-1-j steps, so row m's sums arrive together, R+C
+        # --- Deskew: column j waits C-1-j steps, so row m's sums arrive together, R+C+1
         # steps after its beat entered. ---
         col_sums = []
         for j in range(C):
@@ -248,7 +252,7 @@ class WeightStationaryGemm(wiring.Component):
                               name=f"c_deskew_{j}")
             col_sums.append(head)
 
-        # Each beat's bookkeeping follows it in a delay line of the same R+C steps.
+        # Each beat's bookkeeping follows it in a delay line of the same R+C+1 steps.
         tag_layout = data.StructLayout({
             "valid": 1, "slot": range(CHUNK), "first_k": 1, "last_k": 1,
             "row": DIM_BITS, "col": DIM_BITS, "last": 1,
@@ -263,7 +267,7 @@ class WeightStationaryGemm(wiring.Component):
             tags[0].col.eq(n_base),
             tags[0].last.eq(job_end),
         ]
-        for d in range(R + C):
+        for d in range(R + C + 1):
             delayed = Signal(tag_layout, name=f"tag_{d + 1}")
             with m.If(step):
                 m.d.sync += delayed.eq(tags[-1])
