@@ -20,6 +20,7 @@ from amaranth.lib.wiring import In, Out
 from ..common.counters import count_cycles
 from ..common.pipeline import delay_line
 from .config import DIM_BITS, SystolicGemmConfig
+from .grid import build_grid
 from .interface import gemm_signature, result_layout
 
 __all__ = ["OutputStationaryGemm", "OutputStationaryPE"]
@@ -188,17 +189,10 @@ class OutputStationaryGemm(wiring.Component):
             col_inputs.append(head)
 
         # --- The PE grid. ---
-        pes = [[OutputStationaryPE(width=W, acc_width=A) for _ in range(C)] for _ in range(R)]
-        for i in range(R):
-            for j in range(C):
-                pe = pes[i][j]
-                m.submodules[f"pe_{i}_{j}"] = pe
-                m.d.comb += [
-                    pe.en.eq(step),
-                    pe.a_in.eq(row_inputs[i] if j == 0 else pes[i][j - 1].a_out),
-                    pe.b_in.eq(col_inputs[j] if i == 0 else pes[i - 1][j].b_out),
-                    pe.chain_in.eq(0 if i == 0 else pes[i - 1][j].result),
-                ]
+        pes = build_grid(m, lambda i, j: OutputStationaryPE(width=W, acc_width=A), rows=R,
+                         cols=C, enable=step, row_inputs=row_inputs, col_inputs=col_inputs,
+                         across=("a_in", "a_out"), down=("b_in", "b_out"),
+                         chain=("chain_in", "result"))
 
         # --- Column drain: after the bottom PE captures, R shift steps move the tile out
         # bottom-first. Shift k only writes rows i >= k, so rows that already captured the

@@ -27,6 +27,7 @@ from amaranth.lib.wiring import In, Out
 from ..common.counters import count_cycles
 from ..common.pipeline import delay_line
 from .config import DIM_BITS, SystolicGemmConfig
+from .grid import build_grid
 from .interface import gemm_signature, result_layout
 
 __all__ = ["WeightStationaryGemm", "WeightStationaryPE"]
@@ -231,17 +232,10 @@ class WeightStationaryGemm(wiring.Component):
             col_inputs.append(head)
 
         # --- The PE grid. ---
-        pes = [[WeightStationaryPE(row=i, rows=R, width=W) for _ in range(C)] for i in range(R)]
-        for i in range(R):
-            for j in range(C):
-                pe = pes[i][j]
-                m.submodules[f"pe_{i}_{j}"] = pe
-                m.d.comb += [
-                    pe.en.eq(step),
-                    pe.a_in.eq(row_inputs[i] if j == 0 else pes[i][j - 1].a_out),
-                    pe.w_in.eq(col_inputs[j] if i == 0 else pes[i - 1][j].w_out),
-                    pe.psum_in.eq(0 if i == 0 else pes[i - 1][j].psum_out),
-                ]
+        pes = build_grid(m, lambda i, j: WeightStationaryPE(row=i, rows=R, width=W), rows=R,
+                         cols=C, enable=step, row_inputs=row_inputs, col_inputs=col_inputs,
+                         across=("a_in", "a_out"), down=("w_in", "w_out"),
+                         chain=("psum_in", "psum_out"))
 
         # --- Deskew: column j waits C-1-j steps, so row m's sums arrive together, R+C+1
         # steps after its beat entered. ---
