@@ -12,7 +12,9 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, FallingEdge
 
-COUNTERS = ("cycles", "busy_cycles", "stall_cycles", "stall_in_cycles", "stall_out_cycles")
+from hdl.systolic.interface import CountersSignature
+
+from .streams import read_counters
 
 
 @cocotb.test()
@@ -39,7 +41,7 @@ async def throughput(dut):
             waited += 512
             assert waited < limit, f"{m}x{k}x{n}: no result after {waited} cycles"
         seconds = time.perf_counter() - began
-        counters = {name: int(getattr(dut, f"counters__{name}").value) for name in COUNTERS}
+        counters = read_counters(dut, CountersSignature.NAMES)
         assert counters["cycles"] > 0, counters
         records.append({"m": m, "k": k, "n": n, "sim_seconds": seconds,
                         "checksum": int(dut.checksum.value), **counters})

@@ -83,7 +83,6 @@ class SimResult:
     passed: bool
     tests: int
     failures: int
-    counters: dict = field(default_factory=dict)
     records: dict = field(default_factory=dict)
     log: str = ""
     waves: list[str] = field(default_factory=list)
@@ -163,12 +162,9 @@ def run_testbench(design: GeneratedDesign, simulator: str, test_module: str, *, 
             shutil.move(dump, run_dir / dump.name)
         waves_files = [str(p) for p in [*run_dir.glob("*.fst"), *run_dir.glob("*.vcd")]]
     records = {path.stem: json.loads(path.read_text()) for path in records_dir.glob("*.json")}
-    counters = {}
-    for record in records.values():
-        counters.update({k: v for k, v in record.items() if k.endswith("cycles")})
     return SimResult(block=design.config.block_name, config=design.config.to_dict(),
                      simulator=simulator, seed=seed, passed=total > 0 and failed == 0,
-                     tests=total, failures=failed, counters=counters, records=records,
+                     tests=total, failures=failed, records=records,
                      log=str(log), waves=waves_files,
                      messages=_failure_lines(log) if failed or not total else [])
 

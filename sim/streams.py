@@ -140,3 +140,8 @@ class StreamBench:
         await FallingEdge(self.dut.clk)
         self.dut.rst.value = 0
         self._aligned = True
+
+
+def read_counters(dut, names) -> dict[str, int]:
+    """The DUT's performance counter ports ``counters__<name>`` as integers."""
+    return {name: int(getattr(dut, f"counters__{name}").value) for name in names}

@@ -17,13 +17,16 @@ from cocotb.clock import Clock
 
 from golden.gemm import gemm_int_exact
 from hdl.systolic.config import SystolicGemmConfig
-from hdl.systolic.interface import descriptor_layout, gemm_signature, result_layout
+from hdl.systolic.interface import (
+    CountersSignature,
+    descriptor_layout,
+    gemm_signature,
+    result_layout,
+)
 from hdl.systolic.layout import assemble_result, operand_beats
 
 from .scoreboard import Scoreboard
-from .streams import StreamBench, StreamSink, StreamSource
-
-COUNTERS = ("cycles", "busy_cycles", "stall_cycles", "stall_in_cycles", "stall_out_cycles")
+from .streams import StreamBench, StreamSink, StreamSource, read_counters
 
 
 def _seed() -> int:
@@ -52,6 +55,7 @@ class GemmHarness:
         self.jobs: list[tuple[int, int]] = []       # (M, N) of jobs whose results are due
         self.rows: list[tuple[int, int, list[int]]] = []
         self.results: list[np.ndarray] = []
+        self.goldens: list[np.ndarray] = []
 
     def _on_row(self, item: dict) -> None:
         self.rows.append((item["row"], item["col"], item["data"]))
@@ -79,13 +83,14 @@ class GemmHarness:
             self.b.send(beat.tolist())
         self.jobs.append((a.shape[0], b.shape[1]))
         golden = gemm_int_exact(torch.from_numpy(a), torch.from_numpy(b)).numpy()
+        self.goldens.append(golden)
         self.scoreboard.expect(f"job {name} {a.shape[0]}x{a.shape[1]}x{b.shape[1]}", golden)
 
     async def run(self, *, timeout: int = 2_000_000) -> int:
         return await self.bench.run_until(lambda: not self.jobs, timeout=timeout)
 
     def counters(self) -> dict[str, int]:
-        return {name: int(getattr(self.dut, f"counters__{name}").value) for name in COUNTERS}
+        return read_counters(self.dut, CountersSignature.NAMES)
 
 
 async def _start(dut, gap: float | None = None) -> GemmHarness:
@@ -201,8 +206,7 @@ async def user_inputs(dut):
     await harness.run(timeout=100_000_000)
     harness.scoreboard.finish()
     counters = harness.counters()
-    golden = gemm_int_exact(torch.from_numpy(a), torch.from_numpy(b)).numpy()
-    np.savez(os.environ["TG_OUTPUTS"], c=harness.results[0], c_golden=golden,
+    np.savez(os.environ["TG_OUTPUTS"], c=harness.results[0], c_golden=harness.goldens[0],
              **{name: np.int64(value) for name, value in counters.items()})
     _write_results({"test": "user_inputs", "m": a.shape[0], "k": a.shape[1], "n": b.shape[1],
                     **counters})

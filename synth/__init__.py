@@ -1,6 +1,6 @@
 """Synthesis of generated Verilog with Yosys and nextpnr (YoWASP), and result tables."""
 from .flow import TARGETS, SynthError, SynthResult, synthesize
-from .report import results_table_markdown, write_results
+from .report import results_table_markdown
 
 __all__ = [
     "TARGETS",
@@ -8,5 +8,4 @@ __all__ = [
     "SynthResult",
     "results_table_markdown",
     "synthesize",
-    "write_results",
 ]

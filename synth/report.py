@@ -1,11 +1,9 @@
-"""Result tables: a list of flat dicts written as JSON and as a markdown table."""
+"""Result tables: a list of flat dicts rendered as a markdown table."""
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
-__all__ = ["results_table_markdown", "write_results"]
+__all__ = ["results_table_markdown"]
 
 _MISSING = "—"
 
@@ -26,16 +24,6 @@ def results_table_markdown(rows: list[dict[str, Any]]) -> str:
     for row in rows:
         lines.append("| " + " | ".join(_cell(row.get(c)) for c in columns) + " |")
     return "\n".join(lines) + "\n"
-
-
-def write_results(rows: list[dict[str, Any]], json_path: Path, md_path: Path,
-                  title: str) -> None:
-    """Write ``rows`` to ``json_path`` and, under a ``title`` heading, to ``md_path``."""
-    json_path, md_path = Path(json_path), Path(md_path)
-    json_path.parent.mkdir(parents=True, exist_ok=True)
-    md_path.parent.mkdir(parents=True, exist_ok=True)
-    json_path.write_text(json.dumps(rows, indent=2) + "\n")
-    md_path.write_text(f"# {title}\n\n{results_table_markdown(rows)}")
 
 
 def _cell(value: Any) -> str:

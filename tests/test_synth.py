@@ -10,7 +10,7 @@ from amaranth.back import verilog
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from synth import SynthError, results_table_markdown, synthesize, write_results
+from synth import SynthError, results_table_markdown, synthesize
 
 
 class RegisteredMAC(wiring.Component):
@@ -133,7 +133,7 @@ def test_tool_failure_raises_with_log(tmp_path):
         synthesize(broken, "broken", "ecp5", tmp_path / "out")
 
 
-def test_results_table_and_files(tmp_path):
+def test_results_table():
     rows = [{"block": "mac", "luts": 24, "fmax_mhz": 320.51282},
             {"block": "a|b", "luts": None, "note": "x"}]
     table = results_table_markdown(rows)
@@ -143,7 +143,3 @@ def test_results_table_and_files(tmp_path):
         "| mac | 24 | 320.5 | — |",
         "| a\\|b | — | — | x |",
     ]
-    json_path, md_path = tmp_path / "a" / "r.json", tmp_path / "b" / "r.md"
-    write_results(rows, json_path, md_path, "Results")
-    assert json.loads(json_path.read_text()) == rows
-    assert md_path.read_text() == "# Results\n\n" + table
