@@ -36,12 +36,14 @@ demo: setup
 	$(TG) demo
 
 sim: setup
-	$(BIN)/pytest -n $(JOBS) tests/test_cosim.py
+	$(BIN)/pytest -n $(JOBS) tests/test_cosim.py tests/test_nm_sparse.py
 
 synth: setup
 	$(TG) synth systolic_gemm --target ecp5
 	$(TG) synth systolic_gemm --target ice40
 	$(TG) synth systolic_gemm --target generic
+	$(TG) synth nm_sparse_gemm --target ecp5
+	$(TG) synth nm_sparse_gemm --set rows=1 --set cols=2 --target ice40
 
 bench: setup
 	$(TG) bench

@@ -45,7 +45,7 @@ def _simulate_array(settings: dict, sizes: list[int]) -> dict:
     jobs = [[s, s, s] for s in sizes]
 
     def measure() -> dict:
-        result = run_testbench(design, "verilator", "sim.bench_systolic_gemm",
+        result = run_testbench(design, "verilator", "sim.bench_gemm",
                                run_dir=folder / "run", seed=1,
                                env={"TG_BENCH_JOBS": json.dumps(jobs)})
         if not result.passed:

@@ -1,4 +1,5 @@
-"""Self-driving benchmark top for ``systolic_gemm``: inputs always valid, output always ready.
+"""Self-driving benchmark tops for the GEMM-shaped blocks (``systolic_gemm``,
+``nm_sparse_gemm``): inputs always valid, output always ready.
 
 Cocotb drives the per-element testbenches one cycle at a time from Python; throughput
 benchmarks of millions of cycles instead run this top, which feeds the GEMM from counters on
@@ -11,31 +12,56 @@ from amaranth.hdl import Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from hdl.systolic import SystolicGemmConfig, make_systolic_gemm
+from hdl.common.config import BlockConfig
+from hdl.common.counters import CountersSignature
 from hdl.systolic.config import DIM_BITS
-from hdl.systolic.interface import CountersSignature
+
+from .registry import get_block
 
 __all__ = ["GemmBenchHarness"]
 
 
-class GemmBenchHarness(wiring.Component):
-    """``start`` with sizes ``m, k, n`` runs one job; ``done`` rises with its last result."""
+def _fill_dense(m: Module, gemm, counter: Signal) -> None:
+    for i in range(len(gemm.a.payload)):
+        m.d.comb += gemm.a.payload[i].eq(counter + 3 * i)
+    for j in range(len(gemm.b.payload)):
+        m.d.comb += gemm.b.payload[j].eq(counter ^ (5 * j + 1))
 
-    def __init__(self, config: SystolicGemmConfig):
+
+def _fill_sparse(m: Module, gemm, counter: Signal) -> None:
+    """Activations and values change every beat; indices spread evenly over the group and
+    stay well-formed (strictly increasing)."""
+    for i, group in enumerate(gemm.a.payload):
+        for lane in range(len(group)):
+            m.d.comb += group[lane].eq(counter + 3 * i + lane)
+    for j, group in enumerate(gemm.b.payload):
+        n, span = len(group.values), 1 << len(group.indices[0])
+        for t in range(n):
+            m.d.comb += [group.values[t].eq(counter ^ (5 * j + t + 1)),
+                         group.indices[t].eq(t * span // n)]
+
+
+class GemmBenchHarness(wiring.Component):
+    """``start`` with sizes ``m, k, n`` (and ``dense`` for a sparse array) runs one job;
+    ``done`` rises with its last result."""
+
+    def __init__(self, config: BlockConfig):
         self._config = config
+        self._gemm = get_block(config.block_name).build(config)
+        counters = self._gemm.signature.members["counters"].signature
         super().__init__({
             "start": In(1),
-            "m": In(DIM_BITS), "k": In(DIM_BITS), "n": In(DIM_BITS),
+            "m": In(DIM_BITS), "k": In(DIM_BITS), "n": In(DIM_BITS), "dense": In(1),
             "done": Out(1),
             "checksum": Out(32),
-            "counters": Out(CountersSignature()),
+            "counters": Out(CountersSignature(counters.names[len(CountersSignature.NAMES):])),
         })
 
     def elaborate(self, platform):
-        cfg = self._config
         m = Module()
-        m.submodules.gemm = gemm = make_systolic_gemm(cfg)
+        m.submodules.gemm = gemm = self._gemm
         wiring.connect(m, wiring.flipped(self.counters), gemm.counters)
+        sparse = hasattr(gemm.desc.payload, "dense")
 
         pending = Signal()
         with m.If(self.start):
@@ -48,15 +74,14 @@ class GemmBenchHarness(wiring.Component):
             gemm.desc.payload.k.eq(self.k),
             gemm.desc.payload.n.eq(self.n),
         ]
+        if sparse:
+            m.d.comb += gemm.desc.payload.dense.eq(self.dense)
         # Operand values change every beat so that the datapath toggles as in real use.
         counter = Signal(16)
         m.d.comb += [gemm.a.valid.eq(1), gemm.b.valid.eq(1)]
         with m.If(gemm.a.ready):
             m.d.sync += counter.eq(counter + 1)
-        for i in range(cfg.rows):
-            m.d.comb += gemm.a.payload[i].eq(counter + 3 * i)
-        for j in range(cfg.cols):
-            m.d.comb += gemm.b.payload[j].eq(counter ^ (5 * j + 1))
+        (_fill_sparse if sparse else _fill_dense)(m, gemm, counter)
 
         m.d.comb += gemm.c.ready.eq(1)
         with m.If(gemm.c.valid):

@@ -14,6 +14,7 @@ from typing import Any
 from amaranth.lib import wiring
 
 from hdl.common.config import BlockConfig
+from hdl.sparse.config import NMSparseGemmConfig, NMSparseMacConfig
 from hdl.systolic.config import SystolicGemmConfig
 
 __all__ = ["BLOCKS", "BlockEntry", "get_block", "load"]
@@ -86,6 +87,64 @@ BLOCKS: dict[str, BlockEntry] = {entry.name: entry for entry in [
         ),
         demo={"rows": "4", "cols": "4"},
         small={"rows": "2", "cols": "2"},
+    ),
+    BlockEntry(
+        name="nm_sparse_gemm",
+        summary="R×C systolic array of N:M sparse PEs, C = A·Wᵀ with W compressed N:M "
+                "(or dense per job), runtime M×K×N",
+        config_class=NMSparseGemmConfig,
+        factory="hdl.sparse:make_nm_sparse_gemm",
+        golden="golden.nm_sparse:nm_gemm_exact",
+        testbench="sim.tb_nm_sparse_gemm",
+        benchmark="benchmarks.nm_sparse_gemm",
+        check_inputs="hdl.sparse.layout:check_gemm_inputs",
+        input_keys=("a", "w"),
+        output_keys=("w_pruned", "values", "indices", "c"),
+        regression=(
+            {"rows": "4", "cols": "4", "n": "2", "m": "4"},
+            {"rows": "2", "cols": "3", "n": "1", "m": "8", "width": "6"},
+            {"rows": "3", "cols": "2", "n": "3", "m": "16"},
+            {"rows": "1", "cols": "1", "n": "1", "m": "2", "width": "16"},
+        ),
+        regression_full=(
+            {"rows": "8", "cols": "8", "n": "2", "m": "8"},
+            {"rows": "4", "cols": "4", "n": "4", "m": "8"},
+            {"rows": "4", "cols": "2", "n": "2", "m": "16"},
+            {"rows": "2", "cols": "2", "n": "4", "m": "4", "width": "4"},
+            {"rows": "5", "cols": "3", "n": "1", "m": "4", "width": "12"},
+        ),
+        synthesis=(
+            {"rows": "4", "cols": "4", "n": "2", "m": "4"},
+            {"rows": "4", "cols": "4", "n": "2", "m": "8"},
+            {"rows": "8", "cols": "8", "n": "2", "m": "4"},
+        ),
+        demo={"rows": "4", "cols": "4", "n": "2", "m": "4"},
+        small={"rows": "1", "cols": "2", "n": "2", "m": "4"},
+    ),
+    BlockEntry(
+        name="nm_sparse_mac",
+        summary="one N:M sparse PE: M activations and N (value, index) pairs per beat, "
+                "exact dot products",
+        config_class=NMSparseMacConfig,
+        factory="hdl.sparse:make_nm_sparse_mac",
+        golden="golden.nm_sparse:nm_gemm_exact",
+        testbench="sim.tb_nm_sparse_mac",
+        benchmark="benchmarks.nm_sparse_mac",
+        check_inputs="hdl.sparse.layout:check_mac_inputs",
+        input_keys=("a", "w"),
+        output_keys=("w_pruned", "values", "indices", "sum"),
+        regression=(
+            {"n": "1", "m": "2"},
+            {"n": "2", "m": "4"},
+            {"n": "3", "m": "8"},
+            {"n": "2", "m": "16"},
+            {"n": "16", "m": "16", "width": "4", "acc_width": "16"},
+        ),
+        regression_full=tuple({"n": str(n), "m": str(m), "width": "16", "acc_width": "40"}
+                              for n, m in ((2, 2), (1, 4), (4, 8), (8, 16))),
+        synthesis=({"n": "2", "m": "4"}, {"n": "2", "m": "8"}, {"n": "2", "m": "16"}),
+        demo={"n": "2", "m": "4"},
+        small={"n": "2", "m": "4"},
     ),
 ]}
 

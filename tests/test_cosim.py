@@ -78,7 +78,7 @@ def test_bench_harness_counts_like_the_testbench():
     folder = design_dir(config) / "bench"
     design = generate_component(GemmBenchHarness(config), config, folder)
     shape = [record["m"], record["k"], record["n"]]
-    bench = run_testbench(design, "verilator", "sim.bench_systolic_gemm", run_dir=folder / "run",
+    bench = run_testbench(design, "verilator", "sim.bench_gemm", run_dir=folder / "run",
                           seed=1, env={"TG_BENCH_JOBS": json.dumps([shape])})
     _check(bench)
     job = bench.records["throughput"]["jobs"][0]

@@ -15,8 +15,8 @@ import pytest
 from amaranth.hdl import Elaboratable, Module, ResetInserter, Signal
 from amaranth.sim import Simulator
 
+from hdl.common.counters import CountersSignature
 from hdl.systolic.config import SystolicGemmConfig
-from hdl.systolic.interface import CountersSignature
 from hdl.systolic.layout import assemble_result, operand_beats
 from hdl.systolic.weight_stationary import WeightStationaryGemm
 from sim.amaranth_streams import stream_get, stream_put

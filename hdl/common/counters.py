@@ -2,8 +2,28 @@
 from __future__ import annotations
 
 from amaranth.hdl import Module, Value
+from amaranth.lib import wiring
+from amaranth.lib.wiring import Out
 
-__all__ = ["count_cycles"]
+__all__ = ["COUNTER_BITS", "CountersSignature", "count_cycles"]
+
+#: Width of every performance counter.
+COUNTER_BITS = 48
+
+
+class CountersSignature(wiring.Signature):
+    """Performance counters, counted from reset while a job is in flight.
+
+    Every block has the five cycle counters of ``NAMES`` and the sticky ``desc_error`` flag;
+    a block adds its own event counters (``extra``), e.g. malformed operand beats.
+    """
+
+    NAMES = ("cycles", "busy_cycles", "stall_cycles", "stall_in_cycles", "stall_out_cycles")
+
+    def __init__(self, extra: tuple[str, ...] = ()):
+        self.names = (*self.NAMES, *extra)
+        super().__init__({name: Out(COUNTER_BITS) for name in self.names}
+                         | {"desc_error": Out(1)})
 
 
 def count_cycles(m: Module, ports, events: dict[str, Value]) -> None:

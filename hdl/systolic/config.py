@@ -5,13 +5,11 @@ from dataclasses import dataclass
 
 from ..common.config import BlockConfig, param
 
-__all__ = ["COUNTER_BITS", "DATAFLOWS", "DIM_BITS", "SystolicGemmConfig"]
+__all__ = ["DATAFLOWS", "DIM_BITS", "SystolicGemmConfig"]
 
 DATAFLOWS = ("output_stationary", "weight_stationary")
 #: Width of the runtime matrix sizes M, K, N in the descriptor (1 .. 2**DIM_BITS - 1).
 DIM_BITS = 16
-#: Width of every performance counter.
-COUNTER_BITS = 48
 
 
 @dataclass(frozen=True)

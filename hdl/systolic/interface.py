@@ -7,12 +7,13 @@ beats differs (see :mod:`hdl.systolic.layout`).
 from __future__ import annotations
 
 from amaranth.hdl import signed, unsigned
-from amaranth.lib import data, stream, wiring
+from amaranth.lib import data, stream
 from amaranth.lib.wiring import In, Out
 
-from .config import COUNTER_BITS, DIM_BITS, SystolicGemmConfig
+from ..common.counters import CountersSignature
+from .config import DIM_BITS, SystolicGemmConfig
 
-__all__ = ["CountersSignature", "descriptor_layout", "gemm_signature", "result_layout"]
+__all__ = ["descriptor_layout", "gemm_signature", "result_layout"]
 
 #: One GEMM job: C[M×N] = A[M×K] · B[K×N]; every size from 1 to 2**DIM_BITS − 1.
 descriptor_layout = data.StructLayout({
@@ -30,16 +31,6 @@ def result_layout(config: SystolicGemmConfig) -> data.StructLayout:
         "col": unsigned(DIM_BITS),
         "last": unsigned(1),
     })
-
-
-class CountersSignature(wiring.Signature):
-    """Performance counters, counted from reset while a job is in flight."""
-
-    NAMES = ("cycles", "busy_cycles", "stall_cycles", "stall_in_cycles", "stall_out_cycles")
-
-    def __init__(self):
-        super().__init__({name: Out(COUNTER_BITS) for name in self.NAMES}
-                         | {"desc_error": Out(1)})
 
 
 def gemm_signature(config: SystolicGemmConfig) -> dict:

@@ -13,7 +13,7 @@ queue is full: back-pressure freezes the array; starved inputs enter it as bubbl
 """
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Module, Mux, Signal, Value, signed
 from amaranth.lib import data, fifo, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -21,14 +21,14 @@ from ..common.counters import count_cycles
 from ..common.pipeline import delay_line
 from .config import DIM_BITS, SystolicGemmConfig
 from .grid import build_grid
-from .interface import gemm_signature, result_layout
+from .interface import gemm_signature
 
-__all__ = ["OutputStationaryGemm", "OutputStationaryPE"]
+__all__ = ["OutputStationaryArray", "OutputStationaryGemm", "OutputStationaryPE", "beat_layout"]
 
 
-def _beat_layout(width: int) -> data.StructLayout:
-    """An A operand travelling along a row, with the flags that frame its fold."""
-    return data.StructLayout({"value": signed(width), "valid": 1, "first": 1, "last": 1})
+def beat_layout(operand) -> data.StructLayout:
+    """A row operand travelling along a row, with the flags that frame its fold."""
+    return data.StructLayout({"value": operand, "valid": 1, "first": 1, "last": 1})
 
 
 class OutputStationaryPE(wiring.Component):
@@ -43,9 +43,9 @@ class OutputStationaryPE(wiring.Component):
         self._acc_width = acc_width
         super().__init__({
             "en": In(1),
-            "a_in": In(_beat_layout(width)),
+            "a_in": In(beat_layout(signed(width))),
             "b_in": In(signed(width)),
-            "a_out": Out(_beat_layout(width)),
+            "a_out": Out(beat_layout(signed(width))),
             "b_out": Out(signed(width)),
             "shift": In(1),
             "chain_in": In(signed(acc_width)),
@@ -80,26 +80,62 @@ class OutputStationaryPE(wiring.Component):
         return m
 
 
-class OutputStationaryGemm(wiring.Component):
-    """R×C output-stationary array, tiling controller, drain and output queue.
+class OutputStationaryArray(wiring.Component):
+    """An output-stationary array: tiling controller, skew lines, PE grid, column drain and
+    output queue, generic over the PE and the operand that one beat carries per row (``a``)
+    and per column (``b``).
 
-    Operand beats, fold by fold (tile row ``tm`` outer, tile column ``tn`` inner), K beats each:
-    ``a`` = A[tm·R : tm·R+R, k] and ``b`` = B[k, tn·C : tn·C+C], zero-padded at the edges.
+    Operand beats, fold by fold (tile row ``tm`` outer, tile column ``tn`` inner), the fold's
+    beats each: ``a`` = a row operand per array row, ``b`` = a column operand per array column.
     Results: one ``c`` transfer per valid row of each tile, tiles in fold order, rows of a tile
     bottom-up, each tagged with its ``row`` and first ``col``; lanes past N hold zeros.
+
+    A block specializes the hooks below: the PE (:meth:`make_pe`, with the ports of
+    :class:`OutputStationaryPE`), how many beats a fold takes, the descriptor check, and what
+    enters the rows and columns. The dense GEMM and the N:M sparse GEMM are two such arrays.
     """
 
-    def __init__(self, config: SystolicGemmConfig):
-        self._config = config
-        super().__init__(gemm_signature(config))
+    def __init__(self, *, rows: int, cols: int, acc_width: int, signature: dict):
+        self._rows, self._cols, self._acc_width = rows, cols, acc_width
+        super().__init__(signature)
+
+    # --- Hooks of a specialized array. ---
+    def make_pe(self, row: int, col: int) -> wiring.Component:
+        raise NotImplementedError
+
+    def row_operand_shape(self):
+        """Shape of what one beat carries along a row (the ``value`` of the beat layout)."""
+        return self.signature.members["a"].signature.members["payload"].shape.elem_shape
+
+    def col_operand_shape(self):
+        return self.signature.members["b"].signature.members["payload"].shape.elem_shape
+
+    def fold_last_beat(self, desc) -> Value:
+        """Index of a fold's last beat, from the descriptor (K − 1 for a dense GEMM)."""
+        return desc.k - 1
+
+    def descriptor_bad(self, desc) -> Value:
+        return (desc.m == 0) | (desc.k == 0) | (desc.n == 0)
+
+    def accept_job(self, m: Module, desc) -> None:
+        """Latch job fields of a specialized array when a good descriptor is accepted."""
+
+    def row_operand(self, m: Module, row: int) -> Value:
+        return self.a.payload[row]
+
+    def col_operand(self, m: Module, col: int) -> Value:
+        return self.b.payload[col]
+
+    def beat_events(self, m: Module, beat: Value) -> dict[str, Value]:
+        """Extra counter events of a specialized array (its own counter names)."""
+        return {}
 
     def elaborate(self, platform):
-        cfg = self._config
-        R, C, W, A = cfg.rows, cfg.cols, cfg.width, cfg.acc_width
+        R, C, A = self._rows, self._cols, self._acc_width
         m = Module()
 
         # Output queue; the array steps whenever it can take one more row.
-        out_layout = result_layout(cfg)
+        out_layout = self.signature.members["c"].signature.members["payload"].shape
         m.submodules.out_queue = out_queue = fifo.SyncFIFOBuffered(width=out_layout.size, depth=4)
         # Jobs whose results are still draining, for the output side's own tile walk.
         m.submodules.job_queue = job_queue = fifo.SyncFIFOBuffered(width=3 * DIM_BITS, depth=4)
@@ -119,10 +155,10 @@ class OutputStationaryGemm(wiring.Component):
 
         desc_bad = Signal()
         m.d.comb += [
-            desc_bad.eq((self.desc.payload.m == 0) | (self.desc.payload.k == 0)
-                        | (self.desc.payload.n == 0)),
+            desc_bad.eq(self.descriptor_bad(self.desc.payload)),
             self.desc.ready.eq(~busy & job_queue.w_rdy),
-            job_queue.w_data.eq(self.desc.payload.as_value()),
+            job_queue.w_data.eq(Cat(self.desc.payload.m, self.desc.payload.k,
+                                    self.desc.payload.n)),
             job_queue.w_en.eq(self.desc.valid & self.desc.ready & ~desc_bad),
         ]
         with m.If(self.desc.valid & self.desc.ready):
@@ -131,10 +167,12 @@ class OutputStationaryGemm(wiring.Component):
             with m.Else():
                 m.d.sync += [
                     busy.eq(1),
-                    size_m.eq(self.desc.payload.m), last_k.eq(self.desc.payload.k - 1),
+                    size_m.eq(self.desc.payload.m),
+                    last_k.eq(self.fold_last_beat(self.desc.payload)),
                     size_n.eq(self.desc.payload.n),
                     m_base.eq(0), n_base.eq(0), beat_index.eq(0),
                 ]
+                self.accept_job(m, self.desc.payload)
 
         wants_beat = Signal()
         last_beat = Signal()
@@ -167,30 +205,31 @@ class OutputStationaryGemm(wiring.Component):
 
         # --- Skewed injection: row i is delayed by i + 1 steps, column j by j + 1 (the extra
         # register keeps the input handshake out of the first PE's multiplier path). ---
-        beat_layout = _beat_layout(W)
+        framed = beat_layout(self.row_operand_shape())
+        col_shape = self.col_operand_shape()
         row_inputs = []
         for i in range(R):
-            head = Signal(beat_layout, name=f"a_skew_{i}_0")
+            head = Signal(framed, name=f"a_skew_{i}_0")
             m.d.comb += [
-                head.value.eq(Mux(beat, self.a.payload[i], 0)),
+                head.value.eq(Mux(beat, self.row_operand(m, i), 0)),
                 head.valid.eq(beat),
                 head.first.eq(beat_index == 0),
                 head.last.eq(last_beat),
             ]
-            head = delay_line(m, head, shape=beat_layout, steps=i + 1, enable=step,
+            head = delay_line(m, head, shape=framed, steps=i + 1, enable=step,
                               name=f"a_skew_{i}")
             row_inputs.append(head)
         col_inputs = []
         for j in range(C):
-            head = Signal(signed(W), name=f"b_skew_{j}_0")
-            m.d.comb += head.eq(Mux(beat, self.b.payload[j], 0))
-            head = delay_line(m, head, shape=signed(W), steps=j + 1, enable=step,
+            head = Signal(col_shape, name=f"b_skew_{j}_0")
+            m.d.comb += head.eq(Mux(beat, self.col_operand(m, j), 0))
+            head = delay_line(m, head, shape=col_shape, steps=j + 1, enable=step,
                               name=f"b_skew_{j}")
             col_inputs.append(head)
 
         # --- The PE grid. ---
-        pes = build_grid(m, lambda i, j: OutputStationaryPE(width=W, acc_width=A), rows=R,
-                         cols=C, enable=step, row_inputs=row_inputs, col_inputs=col_inputs,
+        pes = build_grid(m, self.make_pe, rows=R, cols=C, enable=step, row_inputs=row_inputs,
+                         col_inputs=col_inputs,
                          across=("a_in", "a_out"), down=("b_in", "b_out"),
                          chain=("chain_in", "result"))
 
@@ -271,5 +310,22 @@ class OutputStationaryGemm(wiring.Component):
             "cycles": active, "busy_cycles": beat, "stall_in_cycles": stall_in,
             "stall_out_cycles": stall_out,
             "stall_cycles": stall_in | stall_out | (step & busy & drain_wait),
+            **self.beat_events(m, beat),
         })
         return m
+
+
+class OutputStationaryGemm(OutputStationaryArray):
+    """The dense GEMM: R×C output-stationary array of :class:`OutputStationaryPE`.
+
+    ``a`` beats carry A[tm·R : tm·R+R, k] and ``b`` beats B[k, tn·C : tn·C+C], K per fold,
+    zero-padded at the edges (:func:`hdl.systolic.layout.operand_beats`).
+    """
+
+    def __init__(self, config: SystolicGemmConfig):
+        self._config = config
+        super().__init__(rows=config.rows, cols=config.cols, acc_width=config.acc_width,
+                         signature=gemm_signature(config))
+
+    def make_pe(self, row: int, col: int) -> wiring.Component:
+        return OutputStationaryPE(width=self._config.width, acc_width=self._config.acc_width)

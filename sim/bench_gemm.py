@@ -1,6 +1,8 @@
-"""cocotb module run by the systolic_gemm benchmark on :class:`GemmBenchHarness`.
+"""cocotb module run by the GEMM benchmarks (dense and N:M sparse) on
+:class:`~gateware.bench_harness.GemmBenchHarness`.
 
-``TG_BENCH_JOBS`` lists ``[m, k, n]`` sizes; each job runs from reset and writes its counters.
+``TG_BENCH_JOBS`` lists ``[m, k, n]`` sizes, or ``[m, k, n, dense]`` for a sparse array; each
+job runs from reset and writes its counters.
 """
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, FallingEdge
 
-from hdl.systolic.interface import CountersSignature
+from hdl.common.counters import CountersSignature
 
 from .streams import read_counters
 
@@ -22,7 +24,7 @@ async def throughput(dut):
     """Every listed GEMM, inputs always valid and the output always ready."""
     cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
     records = []
-    for m, k, n in json.loads(os.environ["TG_BENCH_JOBS"]):
+    for m, k, n, *mode in json.loads(os.environ["TG_BENCH_JOBS"]):
         await FallingEdge(dut.clk)
         dut.rst.value = 1
         dut.start.value = 0
@@ -30,6 +32,7 @@ async def throughput(dut):
         await FallingEdge(dut.clk)
         dut.rst.value = 0
         dut.m.value, dut.k.value, dut.n.value = m, k, n
+        dut.dense.value = mode[0] if mode else 0
         dut.start.value = 1
         await FallingEdge(dut.clk)
         dut.start.value = 0
@@ -43,7 +46,8 @@ async def throughput(dut):
         seconds = time.perf_counter() - began
         counters = read_counters(dut, CountersSignature.NAMES)
         assert counters["cycles"] > 0, counters
-        records.append({"m": m, "k": k, "n": n, "sim_seconds": seconds,
+        records.append({"m": m, "k": k, "n": n, "dense": mode[0] if mode else 0,
+                        "sim_seconds": seconds,
                         "checksum": int(dut.checksum.value), **counters})
         dut._log.info("%dx%dx%d: %s", m, k, n, counters)
     with open(os.path.join(os.environ["TG_RESULTS"], "throughput.json"), "w") as file:
