@@ -7,6 +7,7 @@ used, so that generating Verilog never imports torch or cocotb.
 from __future__ import annotations
 
 import importlib
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 from amaranth.lib import wiring
 
 from hdl.common.config import BlockConfig
+from hdl.quant.config import MXDequantConfig, MXQuantConfig
 from hdl.sparse.config import NMSparseGemmConfig, NMSparseMacConfig
 from hdl.systolic.config import SystolicGemmConfig
 
@@ -52,6 +54,16 @@ class BlockEntry:
     def build(self, config: BlockConfig) -> wiring.Component:
         factory: Callable[[BlockConfig], wiring.Component] = load(self.factory)
         return factory(config)
+
+
+def _every_format_and_rounding() -> tuple[dict, ...]:
+    """`make test-full` points of mx_quant: every format × rounding, block sizes in turn."""
+    formats = ("int8", "fp8_e4m3", "fp8_e5m2", "fp6_e3m2", "fp6_e2m3", "fp4_e2m1", "bfp4",
+               "bfp6")
+    pairs = itertools.product(formats, ("nearest_even", "nearest_away", "toward_zero",
+                                        "stochastic"))
+    return tuple({"format": f, "rounding": r, "block_size": ("8", "32", "128")[i % 3]}
+                 for i, (f, r) in enumerate(pairs))
 
 
 BLOCKS: dict[str, BlockEntry] = {entry.name: entry for entry in [
@@ -145,6 +157,66 @@ BLOCKS: dict[str, BlockEntry] = {entry.name: entry for entry in [
         synthesis=({"n": "2", "m": "4"}, {"n": "2", "m": "8"}, {"n": "2", "m": "16"}),
         demo={"n": "2", "m": "4"},
         small={"n": "2", "m": "4"},
+    ),
+    BlockEntry(
+        name="mx_quant",
+        summary="streaming block quantizer: OCP MX (MXINT8, MXFP8/6/4) and BFP, E8M0 shared "
+                "scale, four rounding modes, `lanes` elements per cycle",
+        config_class=MXQuantConfig,
+        factory="hdl.quant:make_mx_quant",
+        golden="golden.mx:mx_quantize",
+        testbench="sim.tb_mx_quant",
+        benchmark="benchmarks.mx_quant",
+        check_inputs="hdl.quant.layout:check_quant_inputs",
+        input_keys=("x",),
+        output_keys=("scale", "codes", "x_hat"),
+        regression=(
+            {"format": "fp8_e4m3"},
+            {"format": "fp8_e5m2", "rounding": "stochastic", "lanes": "8", "input": "bf16"},
+            {"format": "fp6_e3m2", "rounding": "nearest_away", "block_size": "8",
+             "lanes": "2", "input": "fp16"},
+            {"format": "fp6_e2m3", "rounding": "toward_zero", "block_size": "128",
+             "lanes": "16"},
+            {"format": "fp4_e2m1", "lanes": "1", "input": "fp16"},
+            {"format": "int8", "rounding": "nearest_away"},
+            {"format": "bfp4", "rounding": "stochastic", "block_size": "128", "lanes": "8"},
+            {"format": "bfp8", "rounding": "toward_zero", "block_size": "8", "lanes": "8",
+             "input": "bf16"},
+        ),
+        regression_full=_every_format_and_rounding(),
+        synthesis=(
+            {"format": "fp8_e4m3"},
+            {"format": "int8"},
+            {"format": "fp4_e2m1"},
+        ),
+        demo={"format": "fp8_e4m3"},
+        small={"format": "fp4_e2m1", "lanes": "1", "block_size": "8"},
+    ),
+    BlockEntry(
+        name="mx_dequant",
+        summary="streaming block dequantizer: MX / BFP codes and E8M0 scales to fp32, exact",
+        config_class=MXDequantConfig,
+        factory="hdl.quant:make_mx_dequant",
+        golden="golden.mx:mx_dequantize",
+        testbench="sim.tb_mx_dequant",
+        benchmark="benchmarks.mx_quant",
+        check_inputs="hdl.quant.layout:check_dequant_inputs",
+        input_keys=("scale", "codes"),
+        output_keys=("x_hat",),
+        regression=(
+            {"format": "fp8_e4m3"},
+            {"format": "fp8_e5m2", "lanes": "8"},
+            {"format": "fp6_e3m2", "block_size": "8", "lanes": "2"},
+            {"format": "fp6_e2m3", "block_size": "128", "lanes": "16"},
+            {"format": "fp4_e2m1", "lanes": "1"},
+            {"format": "int8"},
+            {"format": "bfp4", "block_size": "8"},
+        ),
+        regression_full=({"format": "bfp2"}, {"format": "bfp8", "lanes": "32",
+                                              "block_size": "64"}),
+        synthesis=({"format": "fp8_e4m3"}, {"format": "int8"}),
+        demo={"format": "fp8_e4m3"},
+        small={"format": "fp4_e2m1", "lanes": "1", "block_size": "8"},
     ),
 ]}
 

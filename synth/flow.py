@@ -184,7 +184,15 @@ def _synth_fpga(source: str, top: str, target: str, device: str, out_dir: Path, 
         # Emulated out-of-context: keep only the clock as a port, so the design needs one pin.
         script.append(f"delete -port {top}/w:* {top}/w:{_CLOCK_PORT} %d")
     script.append(f"write_json {netlist}")
-    _run_yosys(script, out_dir, out_dir / f"{prefix}.yosys.log")
+    try:
+        _run_yosys(script, out_dir, out_dir / f"{prefix}.yosys.log")
+    except SynthError as error:
+        if target != "ecp5" or _ABC9_REINTEGRATE_BUG not in str(error):
+            raise
+        # Yosys 0.70's abc9 asserts in its reintegration step on some netlists; mapping with
+        # abc9's -dff option (registers inside ABC's view) avoids it. Rerun that way.
+        script[script.index(synth_cmd)] = synth_cmd + " -dff"
+        _run_yosys(script, out_dir, out_dir / f"{prefix}.yosys.log")
     design = _read_stat(stat_path)
     counts: dict[str, int] = design["num_cells_by_type"]
 
@@ -263,6 +271,10 @@ def _quote(path: str) -> str:
     if '"' in path:
         raise ValueError(f"path {path!r} contains a double quote, which Yosys cannot read")
     return f'"{path}"'
+
+
+#: What Yosys 0.70 prints when abc9 hits its reintegration assertion (worked around above).
+_ABC9_REINTEGRATE_BUG = "GetSize(conn.first) == GetSize(conn.second)"
 
 
 def _run_yosys(script: list[str], out_dir: Path, log: Path) -> None:

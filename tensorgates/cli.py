@@ -165,9 +165,10 @@ def cmd_bench(args) -> int:
     except ValueError as error:
         raise UsageError(str(error)) from None
     status = 0
-    for entry in entries:
-        bench = load(entry.benchmark)
-        status |= bench.main(quick=args.quick, workers=args.workers, skip_synth=args.no_synth)
+    # Blocks of one family may share a benchmark module: run each module once.
+    for module in dict.fromkeys(entry.benchmark for entry in entries):
+        status |= load(module).main(quick=args.quick, workers=args.workers,
+                                    skip_synth=args.no_synth)
     return status
 
 

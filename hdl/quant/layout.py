@@ -1,0 +1,43 @@
+"""Host-side checks of the quantizers' ``sim --inputs`` tensors (pure NumPy)."""
+from __future__ import annotations
+
+import numpy as np
+
+from .config import MXDequantConfig, MXQuantConfig
+
+__all__ = ["check_dequant_inputs", "check_quant_inputs"]
+
+
+def check_quant_inputs(config: MXQuantConfig, arrays: dict[str, np.ndarray]) -> None:
+    """``x`` [rows × cols] floats, cols a multiple of the block size."""
+    if "x" not in arrays:
+        raise ValueError("inputs lack 'x'; mx_quant needs 'x' (rows x cols, float)")
+    x = arrays["x"]
+    if x.ndim != 2 or x.size == 0:
+        raise ValueError(f"x must be a non-empty matrix (rows x cols); got shape {list(x.shape)}")
+    if not np.issubdtype(x.dtype, np.floating):
+        raise ValueError(f"x must hold floats; got dtype {x.dtype}")
+    if x.shape[1] % config.block_size:
+        raise ValueError(f"cols={x.shape[1]} is not a multiple of block_size="
+                         f"{config.block_size}")
+
+
+def check_dequant_inputs(config: MXDequantConfig, arrays: dict[str, np.ndarray]) -> None:
+    """``codes`` [rows × cols] and ``scale`` [rows × cols/block] (E8M0 codes)."""
+    for key in ("scale", "codes"):
+        if key not in arrays:
+            raise ValueError(f"inputs lack {key!r}; mx_dequant needs 'scale' (rows x "
+                             f"cols/block_size) and 'codes' (rows x cols)")
+    scale, codes = arrays["scale"], arrays["codes"]
+    if codes.ndim != 2 or codes.size == 0 or codes.shape[1] % config.block_size:
+        raise ValueError(f"codes must be rows x cols with cols a multiple of block_size="
+                         f"{config.block_size}; got shape {list(codes.shape)}")
+    want = [codes.shape[0], codes.shape[1] // config.block_size]
+    if list(scale.shape) != want:
+        raise ValueError(f"scale must be {want[0]}x{want[1]}; got {list(scale.shape)}")
+    for name, array, top in (("scale", scale, 255), ("codes", codes,
+                                                      (1 << config.element.bits) - 1)):
+        if not np.issubdtype(array.dtype, np.integer):
+            raise ValueError(f"{name} must hold integers; got dtype {array.dtype}")
+        if array.min() < 0 or array.max() > top:
+            raise ValueError(f"{name} holds values outside 0..{top}")
