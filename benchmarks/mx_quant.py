@@ -1,6 +1,6 @@
-"""Benchmark of the block quantizers (``mx_quant``, ``mx_dequant``): sustained elements per
-cycle against ``lanes`` (the physical limit), latency, and ECP5 area and Fmax per lane for
-each format.
+"""Benchmark of the block quantizers (``mx_quant``, ``mx_dequant``, ``kivi_quant``):
+sustained elements per cycle against ``lanes`` (the physical limit), latency, and ECP5 area
+and Fmax per lane for each format.
 
 Throughput comes from the testbench's ``full_rate_when_unimpeded`` run: input always valid,
 output always ready; elements per cycle between the first and the last output beat, latency
@@ -27,7 +27,7 @@ OUT_DIR = Path("build") / "bench"
 def _measure(block: str, settings: dict, skip_synth: bool) -> dict:
     config = get_block(block).config(settings)
     record = {"block": block, "settings": settings}
-    if block == "mx_quant":
+    if block in ("mx_quant", "kivi_quant"):
         result = simulate(config, "verilator", seed=1, tests="full_rate_when_unimpeded")
         if not result.passed:
             raise RuntimeError(f"{block} {settings}: simulation failed: {result.messages}")
@@ -42,15 +42,17 @@ def main(*, quick: bool = False, workers: int = 2, skip_synth: bool = False) -> 
     formats = FORMATS[:2] if quick else FORMATS
     jobs = [{"block": block, "settings": {"format": f, "lanes": LANES}, "skip_synth": skip_synth}
             for f in formats for block in ("mx_quant", "mx_dequant")]
+    jobs += [{"block": "kivi_quant", "settings": {"bits": str(bits), "lanes": LANES},
+              "skip_synth": skip_synth} for bits in ((2,) if quick else (2, 4))]
     print(f"mx_quant: {len(jobs)} design points ...", flush=True)
     records = run_all(_measure, jobs, workers=workers, progress=lambda d, t, r: print(
-        f"  [{d}/{t}] {r['block']} {r['settings']['format']} done", flush=True))
+        f"  [{d}/{t}] {r['block']} {_format(r['settings'])} done", flush=True))
     rows = []
     for record in records:
         area = record.get("synthesis", {})
         lanes = int(record["settings"]["lanes"])
         rows.append({
-            "block": record["block"], "format": record["settings"]["format"], "lanes": lanes,
+            "block": record["block"], "format": _format(record["settings"]), "lanes": lanes,
             "elements_per_cycle": record.get("elements_per_cycle"),
             "physical_limit": lanes, "latency_cycles": record.get("latency"),
             "ecp5_luts": area.get("luts"), "ecp5_ffs": area.get("ffs"),
@@ -64,14 +66,19 @@ def main(*, quick: bool = False, workers: int = 2, skip_synth: bool = False) -> 
     (OUT_DIR / "mx_quant.json").write_text(json.dumps(
         {"benchmark": "mx_quant", "definition": __doc__.strip().splitlines(), "rows": rows,
          "records": records}, indent=2) + "\n")
-    markdown = ("# mx_quant / mx_dequant benchmark\n\nRegenerate with `tensorgates bench "
+    markdown = ("# Block quantizer benchmark\n\nRegenerate with `tensorgates bench "
                 "mx_quant`. elements_per_cycle: sustained, input always valid and output always "
                 "ready (physical limit: lanes); latency: first input beat to first output beat "
-                "(one block plus the pipeline); ECP5 LFE5U-85F out of context, block size 32.\n\n"
+                "(one block plus the pipeline); ECP5 LFE5U-85F out of context, blocks (KIVI "
+                "groups) of 32.\n\n"
                 + results_table_markdown(rows))
     (OUT_DIR / "mx_quant.md").write_text(markdown)
     print(markdown)
     return 0
+
+
+def _format(settings: dict) -> str:
+    return settings.get("format") or f"kivi{settings['bits']}"
 
 
 if __name__ == "__main__":

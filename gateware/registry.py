@@ -15,7 +15,7 @@ from typing import Any
 from amaranth.lib import wiring
 
 from hdl.common.config import BlockConfig
-from hdl.quant.config import MXDequantConfig, MXQuantConfig
+from hdl.quant.config import KiviQuantConfig, MXDequantConfig, MXQuantConfig
 from hdl.sparse.config import NMSparseGemmConfig, NMSparseMacConfig
 from hdl.systolic.config import SystolicGemmConfig
 
@@ -217,6 +217,29 @@ BLOCKS: dict[str, BlockEntry] = {entry.name: entry for entry in [
         synthesis=({"format": "fp8_e4m3"}, {"format": "int8"}),
         demo={"format": "fp8_e4m3"},
         small={"format": "fp4_e2m1", "lanes": "1", "block_size": "8"},
+    ),
+    BlockEntry(
+        name="kivi_quant",
+        summary="KIVI asymmetric 2/4-bit group quantizer (keys per channel, values per token), "
+                "integer arithmetic with no divider, `lanes` elements per cycle",
+        config_class=KiviQuantConfig,
+        factory="hdl.quant:make_kivi_quant",
+        golden="golden.kivi:kivi_quantize",
+        testbench="sim.tb_kivi_quant",
+        benchmark="benchmarks.mx_quant",
+        check_inputs="hdl.quant.layout:check_kivi_inputs",
+        input_keys=("x", "axis"),
+        output_keys=("codes", "minimum", "scale", "x_hat"),
+        regression=(
+            {"bits": "2"},
+            {"bits": "4", "group": "8", "lanes": "8", "input": "fp16"},
+            {"bits": "4", "group": "128", "lanes": "2", "input": "bf16"},
+        ),
+        regression_full=({"bits": "2", "group": "64", "lanes": "1"},
+                         {"bits": "4", "group": "32", "lanes": "32"}),
+        synthesis=({"bits": "2"}, {"bits": "4"}),
+        demo={"bits": "4"},
+        small={"bits": "2", "lanes": "1", "group": "8"},
     ),
 ]}
 

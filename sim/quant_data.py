@@ -7,7 +7,8 @@ import torch
 
 from hdl.quant.formats import element_format
 
-__all__ = ["as_input_bits", "corner_blocks", "random_blocks", "to_input_type"]
+__all__ = ["as_input_bits", "corner_blocks", "kivi_corner_groups", "random_blocks",
+           "to_input_type"]
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 #: floor(log2) of the smallest subnormal, smallest normal and largest normal per input type.
@@ -105,3 +106,35 @@ def corner_blocks(rng: np.random.Generator, input_type: str, format_name: str,
     blocks.append(block([-0.0, 1.0, -(2.0 ** -30)], fill_log2=-2))            # −0 beside data
     x = torch.from_numpy(np.stack(blocks)).to(dtype)
     return x, nan_blocks
+
+
+def kivi_corner_groups(rng: np.random.Generator, input_type: str, bits: int,
+                       group: int) -> tuple[torch.Tensor, int]:
+    """One group per row: the round-half-up ties of every code boundary (and their integer
+    neighbours), max = min (R = 0), zeros with −0, NaN, ±Inf, negative-only, subnormal-only
+    and largest-normal groups. Returns the groups and how many must be flagged."""
+    levels = (1 << bits) - 1
+    smallest, _, largest = RANGES[input_type]
+    # R = 2·L·c with the group maximum in [2^15, 2^16): ties at X − mn = (2k − 1)·c.
+    c = -(-(1 << 15) // (2 * levels))
+    top = 2 * levels * c
+    ties = [v for k in range(1, levels + 1) for v in ((2 * k - 1) * c + d for d in (-1, 0, 1))]
+    rows = []
+    for start in range(0, len(ties), group - 2):
+        chunk = ties[start:start + group - 2]
+        fill = rng.integers(0, top + 1, group - 2 - len(chunk)).tolist()
+        rows.append(np.array([0, top, *chunk, *fill], dtype=np.float64) / (1 << 15))
+    rows.append(np.full(group, -2.75))                                       # R = 0
+    rows.append(np.array([-0.0, 0.0] * (group // 2)))                        # zeros
+    flagged = 0
+    for special in (np.nan, np.inf, -np.inf):
+        row = rng.uniform(-1, 1, group)
+        row[rng.integers(group)] = special
+        rows.append(row)
+        flagged += 1
+    rows.append(-rng.uniform(0.5, 3.0, group))                               # negative only
+    rows.append(rng.uniform(-1, 1, group) * 2.0 ** (smallest + 3))           # subnormals
+    row = rng.uniform(-1, 1, group) * 2.0 ** (largest - 1)
+    row[0] = float(torch.finfo(DTYPES[input_type]).max)
+    rows.append(row)                                                         # largest normal
+    return torch.from_numpy(np.stack(rows)).to(DTYPES[input_type]), flagged

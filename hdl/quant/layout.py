@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .config import MXDequantConfig, MXQuantConfig
+from .config import KiviQuantConfig, MXDequantConfig, MXQuantConfig
 
-__all__ = ["check_dequant_inputs", "check_quant_inputs"]
+__all__ = ["check_dequant_inputs", "check_kivi_inputs", "check_quant_inputs"]
 
 
 def check_quant_inputs(config: MXQuantConfig, arrays: dict[str, np.ndarray]) -> None:
@@ -41,3 +41,23 @@ def check_dequant_inputs(config: MXDequantConfig, arrays: dict[str, np.ndarray])
             raise ValueError(f"{name} must hold integers; got dtype {array.dtype}")
         if array.min() < 0 or array.max() > top:
             raise ValueError(f"{name} holds values outside 0..{top}")
+
+
+def check_kivi_inputs(config: KiviQuantConfig, arrays: dict[str, np.ndarray]) -> None:
+    """``x`` [tokens × channels] floats and an optional ``axis``: "token" (values, groups of
+    ``group`` channels: channels a multiple of it) or "channel" (keys, groups of ``group``
+    tokens: tokens a multiple of it)."""
+    if "x" not in arrays:
+        raise ValueError("inputs lack 'x'; kivi_quant needs 'x' (tokens x channels, float)")
+    x = arrays["x"]
+    if x.ndim != 2 or x.size == 0 or not np.issubdtype(x.dtype, np.floating):
+        raise ValueError(f"x must be a non-empty float matrix (tokens x channels); got "
+                         f"{x.dtype} {list(x.shape)}")
+    axis = str(arrays["axis"]) if "axis" in arrays else "token"
+    if axis not in ("token", "channel"):
+        raise ValueError(f"axis={axis!r} is not allowed; expected 'token' (values) or "
+                         f"'channel' (keys)")
+    length, what = (x.shape[1], "channels") if axis == "token" else (x.shape[0], "tokens")
+    if length % config.group:
+        raise ValueError(f"{what}={length} is not a multiple of group={config.group} "
+                         f"(axis={axis})")

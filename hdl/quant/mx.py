@@ -13,15 +13,14 @@ with an 8-bit LFSR value per element), saturated at the format's maximum, then e
 """
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, fifo, stream, wiring
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..common.counters import CountersSignature, count_cycles
+from .block import BlockBuffer, input_layout
 from .config import MXDequantConfig, MXQuantConfig
-from .fields import EXP_BITS, ZERO_LOG2, canonical_layout, leading_one, unpack_input
-from .formats import INPUTS
+from .fields import EXP_BITS, leading_one
 
 __all__ = [
     "LFSR_TAPS",
@@ -65,9 +64,8 @@ class MXQuantizer(wiring.Component):
 
     def __init__(self, config: MXQuantConfig):
         self._config = config
-        in_bits = 1 + sum(INPUTS[config.input][:2])
         super().__init__({
-            "i": In(stream.Signature(data.ArrayLayout(unsigned(in_bits), config.lanes))),
+            "i": In(stream.Signature(input_layout(config.input, config.lanes))),
             "o": Out(stream.Signature(quantized_layout(config))),
             "counters": Out(_counters()),
         })
@@ -75,132 +73,55 @@ class MXQuantizer(wiring.Component):
     def elaborate(self, platform):
         cfg = self._config
         fmt = cfg.element
-        L, BEATS = cfg.lanes, cfg.beats_per_block
+        L = cfg.lanes
         m = Module()
-        canonical = canonical_layout()
-        row = data.ArrayLayout(canonical, L)
-
-        m.submodules.buffer = buffer = Memory(shape=row, depth=2 * BEATS, init=[])
-        write = buffer.write_port()
-        read = buffer.read_port()
+        m.submodules.buffer = buffer = BlockBuffer(input_type=cfg.input, lanes=L,
+                                                   block_size=cfg.block_size)
+        wiring.connect(m, wiring.flipped(self.i), buffer.i)
         out_layout = quantized_layout(cfg)
         m.submodules.out_queue = out_queue = fifo.SyncFIFOBuffered(width=out_layout.size,
                                                                    depth=4)
 
-        # --- Input side: a register stage, then unpack, write the buffer, track the max. ---
-        held = Signal(self.i.payload.shape())
-        held_valid = Signal()
-        full = Signal(2)                    # per half: a whole block waits to be read
-        write_half = Signal()
-        write_beat = Signal(range(BEATS))
-        block_log2 = Signal(signed(EXP_BITS), init=ZERO_LOG2)
-        block_special = Signal()
-        scale_log2 = [Signal(signed(EXP_BITS), name=f"block_log2_{h}") for h in range(2)]
-        scale_special = [Signal(name=f"block_special_{h}") for h in range(2)]
-        writing = Signal()
-        m.d.comb += [
-            writing.eq(held_valid & ~full.bit_select(write_half, 1)),
-            self.i.ready.eq(~held_valid | writing),
-        ]
-        with m.If(self.i.ready):
-            m.d.sync += held_valid.eq(self.i.valid)
-            with m.If(self.i.valid):
-                m.d.sync += held.eq(self.i.payload)
-
-        lanes = [unpack_input(m, held[lane], cfg.input, f"in_{lane}") for lane in range(L)]
-        beat_log2, beat_special = block_log2, block_special
-        for index, lane in enumerate(lanes):   # a Signal per step: no expression blow-up
-            running = Signal(signed(EXP_BITS), name=f"running_log2_{index}")
-            m.d.comb += running.eq(Mux(lane.log2 > beat_log2, lane.log2, beat_log2))
-            beat_log2 = running
-            beat_special = beat_special | lane.special
-        last_write = Signal()
-        m.d.comb += [
-            last_write.eq(write_beat == BEATS - 1),
-            write.addr.eq(Cat(write_beat, write_half) if BEATS & (BEATS - 1) == 0
-                          else write_half * BEATS + write_beat),
-            write.en.eq(writing),
-            write.data.eq(Cat(*[lane.as_value() for lane in lanes])),
-        ]
-        with m.If(writing):
-            with m.If(last_write):
-                m.d.sync += [write_beat.eq(0), write_half.eq(~write_half),
-                             block_log2.eq(ZERO_LOG2), block_special.eq(0)]
-                for half in range(2):
-                    with m.If(write_half == half):
-                        m.d.sync += [scale_log2[half].eq(beat_log2),
-                                     scale_special[half].eq(beat_special)]
-            with m.Else():
-                m.d.sync += [write_beat.eq(write_beat + 1), block_log2.eq(beat_log2),
-                             block_special.eq(beat_special)]
-
-        # --- Output side: read a full half beat by beat; three stages; the queue's room
-        # steps the whole pipeline (back-pressure freezes it). ---
+        # The queue's room steps the whole pipeline: back-pressure freezes it.
         step = Signal()
-        m.d.comb += step.eq(out_queue.w_rdy)
-        read_half = Signal()
-        read_beat = Signal(range(BEATS))
-        issue = Signal()
+        beat = Signal()
         m.d.comb += [
-            issue.eq(step & full.bit_select(read_half, 1)),
-            read.addr.eq(Cat(read_beat, read_half) if BEATS & (BEATS - 1) == 0
-                         else read_half * BEATS + read_beat),
-            read.en.eq(step),
+            step.eq(out_queue.w_rdy),
+            buffer.o.ready.eq(step),
+            beat.eq(buffer.o.valid & step),
         ]
-        block_done = Signal()
-        m.d.comb += block_done.eq(issue & (read_beat == BEATS - 1))
-        with m.If(issue):
-            m.d.sync += read_beat.eq(Mux(read_beat == BEATS - 1, 0, read_beat + 1))
-            with m.If(read_beat == BEATS - 1):
-                m.d.sync += read_half.eq(~read_half)
-        # A half is full from its last write until its last read is issued.
-        finished = Signal(2)
-        for half in range(2):
-            m.d.comb += finished[half].eq(
-                writing & last_write & (write_half == half))
-            with m.If(finished[half]):
-                m.d.sync += full[half].eq(1)
-            with m.Elif(block_done & (read_half == half)):
-                m.d.sync += full[half].eq(0)
-
+        block = buffer.o.payload.block
         # The block's scale exponent s = max(E − emax, −127), NaN for Inf/NaN blocks.
         block_scale = Signal(signed(EXP_BITS))
-        block_nan = Signal()
-        chosen_log2 = Signal(signed(EXP_BITS))
-        m.d.comb += [
-            chosen_log2.eq(Mux(read_half, scale_log2[1], scale_log2[0])),
-            block_nan.eq(Mux(read_half, scale_special[1], scale_special[0])),
-            block_scale.eq(Mux(chosen_log2 - fmt.emax < -127, -127, chosen_log2 - fmt.emax)),
-        ]
+        m.d.comb += block_scale.eq(Mux(block.log2 - fmt.emax < -127, -127,
+                                       block.log2 - fmt.emax))
 
-        # LFSR per lane: the byte of the beat being issued, then one step.
+        # LFSR per lane: the byte of the beat going in, then one step.
         lfsrs = [Signal(32, init=lfsr_seed(lane), name=f"lfsr_{lane}") for lane in range(L)]
         for lfsr in lfsrs:
-            with m.If(issue):
+            with m.If(beat):
                 m.d.sync += lfsr.eq((lfsr >> 1) ^ Mux(lfsr[0], LFSR_TAPS, 0))
 
         tag = data.StructLayout({"valid": 1, "first": 1, "last": 1, "nan": 1,
                                  "scale": signed(EXP_BITS)})
-        tags = [Signal(tag, name=f"tag_{stage}") for stage in range(3)]
-        random1 = Signal(data.ArrayLayout(8, L))
+        tags = [Signal(tag, name=f"tag_{stage}") for stage in range(2)]
         with m.If(step):
             m.d.sync += [
-                tags[0].valid.eq(issue), tags[0].first.eq(read_beat == 0),
-                tags[0].last.eq(read_beat == BEATS - 1), tags[0].nan.eq(block_nan),
+                tags[0].valid.eq(beat), tags[0].first.eq(buffer.o.payload.first),
+                tags[0].last.eq(buffer.o.payload.last), tags[0].nan.eq(block.special),
                 tags[0].scale.eq(block_scale),
-                tags[1].eq(tags[0]), tags[2].eq(tags[1]),
-                random1.eq(Cat(*[lfsr[:8] for lfsr in lfsrs])),
+                tags[1].eq(tags[0]),
             ]
 
-        # Stage 1 (memory data): the element's grid — shift amount and, for floats, e'.
-        elements = read.data
-        s = tags[0].scale
+        # Stage 1: the element's grid (for floats its binade e') and the shift that puts the
+        # significand on it, 32 integer and 40 fraction bits.
         shifted_layout = data.StructLayout({
             "sign": 1, "window": unsigned(32 + _FRACTION), "binade": signed(EXP_BITS),
             "random": 8})
-        stage2 = Signal(data.ArrayLayout(shifted_layout, L))
+        stage1 = Signal(data.ArrayLayout(shifted_layout, L))
+        s = block_scale
         for lane in range(L):
-            element = elements[lane]
+            element = buffer.o.payload.elements[lane]
             if fmt.kind == "fp":
                 grid_log2 = Mux(element.log2 > fmt.emin + s, element.log2, fmt.emin + s)
                 binade = Mux(element.log2 - s > fmt.emin, element.log2 - s, fmt.emin)
@@ -217,16 +138,16 @@ class MXQuantizer(wiring.Component):
             widened = Cat(Const(0, _FRACTION + _HEADROOM), element.significand)
             with m.If(step):
                 m.d.sync += [
-                    stage2[lane].sign.eq(element.sign),
-                    stage2[lane].window.eq(widened >> clamped),
-                    stage2[lane].binade.eq(binade),
-                    stage2[lane].random.eq(random1[lane]),
+                    stage1[lane].sign.eq(element.sign),
+                    stage1[lane].window.eq(widened >> clamped),
+                    stage1[lane].binade.eq(binade),
+                    stage1[lane].random.eq(lfsrs[lane][:8]),
                 ]
 
         # Stage 2: round, saturate, encode.
         codes = Signal(data.ArrayLayout(unsigned(fmt.bits), L))
         for lane in range(L):
-            window = stage2[lane].window
+            window = stage1[lane].window
             whole = window[_FRACTION:_FRACTION + fmt.bits + 2]
             half = window[_FRACTION - 1]
             sticky = window[:_FRACTION - 1].any()
@@ -235,51 +156,64 @@ class MXQuantizer(wiring.Component):
                 "nearest_even": half & (sticky | whole[0]),
                 "nearest_away": half,
                 "toward_zero": Const(0, 1),
-                "stochastic": (top8 + stage2[lane].random)[8],
+                "stochastic": (top8 + stage1[lane].random)[8],
             }[cfg.rounding]
             rounded = Signal(fmt.bits + 3, name=f"rounded_{lane}")
             magnitude = Signal(fmt.bits + 8, name=f"magnitude_{lane}")
             m.d.comb += rounded.eq(whole + up)
             if fmt.kind == "fp":
                 m.d.comb += magnitude.eq(
-                    ((stage2[lane].binade - fmt.emin) << fmt.mbits) + rounded)
+                    ((stage1[lane].binade - fmt.emin) << fmt.mbits) + rounded)
             else:
                 m.d.comb += magnitude.eq(rounded)
             saturated = Mux(magnitude > fmt.max_code, fmt.max_code, magnitude)
             if fmt.kind == "fp":
-                code = Cat(saturated[:fmt.bits - 1], stage2[lane].sign)
+                code = Cat(saturated[:fmt.bits - 1], stage1[lane].sign)
             else:
-                code = Mux(stage2[lane].sign, -saturated, saturated)[:fmt.bits]
+                code = Mux(stage1[lane].sign, -saturated, saturated)[:fmt.bits]
             with m.If(step):
-                m.d.sync += codes[lane].eq(Mux(tags[1].nan, 0, code))
+                m.d.sync += codes[lane].eq(Mux(tags[0].nan, 0, code))
 
         out = Signal(out_layout)
         m.d.comb += [
             out.codes.eq(codes),
-            out.scale.eq(Mux(tags[2].nan, 0xFF, tags[2].scale + 127)),
-            out.first.eq(tags[2].first),
-            out.last.eq(tags[2].last),
-            out_queue.w_data.eq(out),
-            out_queue.w_en.eq(step & tags[2].valid),
-            self.o.payload.eq(out_queue.r_data),
-            self.o.valid.eq(out_queue.r_rdy),
-            out_queue.r_en.eq(self.o.ready),
+            out.scale.eq(Mux(tags[1].nan, 0xFF, tags[1].scale + 127)),
+            out.first.eq(tags[1].first),
+            out.last.eq(tags[1].last),
         ]
-
-        in_flight = Signal()
-        m.d.comb += in_flight.eq(held_valid | full.any() | (write_beat != 0) | tags[0].valid
-                                 | tags[1].valid | tags[2].valid | out_queue.r_rdy)
-        stall_in = (write_beat != 0) & ~held_valid
-        stall_out = self.o.valid & ~self.o.ready
-        count_cycles(m, self.counters, {
-            "cycles": in_flight,
-            "busy_cycles": writing,
-            "stall_in_cycles": stall_in,
-            "stall_out_cycles": stall_out,
-            "stall_cycles": stall_in | stall_out,
-            "nan_blocks": step & tags[2].valid & tags[2].first & tags[2].nan,
-        })
+        connect_output_queue(m, out_queue, out, step & tags[1].valid, self.o)
+        count_quantizer_cycles(m, self, buffer, out_queue, tags, {
+            "nan_blocks": step & tags[1].valid & tags[1].first & tags[1].nan})
         return m
+
+
+def connect_output_queue(m: Module, queue, payload, write: Value, port) -> None:
+    """The pipeline's last stage into ``queue``; ``port`` (an output stream) reads it."""
+    m.d.comb += [
+        queue.w_data.eq(payload),
+        queue.w_en.eq(write),
+        port.payload.eq(queue.r_data),
+        port.valid.eq(queue.r_rdy),
+        queue.r_en.eq(port.ready),
+    ]
+
+
+def count_quantizer_cycles(m: Module, component, buffer, queue, tags, extra: dict) -> None:
+    """The counters of a block quantizer: busy = input beats; stall in = a block partly in and
+    nothing arriving; stall out = a result waiting for the sink."""
+    in_flight = Signal()
+    m.d.comb += in_flight.eq(buffer.holding | buffer.starved | queue.r_rdy
+                             | Cat(tag.valid for tag in tags).any())
+    stall_in = buffer.starved
+    stall_out = component.o.valid & ~component.o.ready
+    count_cycles(m, component.counters, {
+        "cycles": in_flight | component.i.valid,
+        "busy_cycles": component.i.valid & component.i.ready,
+        "stall_in_cycles": stall_in,
+        "stall_out_cycles": stall_out,
+        "stall_cycles": stall_in | stall_out,
+        **extra,
+    })
 
 
 class MXDequantizer(wiring.Component):
@@ -369,13 +303,7 @@ class MXDequantizer(wiring.Component):
             with m.If(step):
                 m.d.sync += packed[lane].eq(value)
 
-        m.d.comb += [
-            out_queue.w_data.eq(packed),
-            out_queue.w_en.eq(step & valid[1]),
-            self.o.payload.eq(out_queue.r_data),
-            self.o.valid.eq(out_queue.r_rdy),
-            out_queue.r_en.eq(self.o.ready),
-        ]
+        connect_output_queue(m, out_queue, packed, step & valid[1], self.o)
         in_flight = Signal()
         m.d.comb += in_flight.eq(beat | valid[0] | valid[1] | out_queue.r_rdy)
         stall_out = self.o.valid & ~self.o.ready

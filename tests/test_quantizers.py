@@ -1,9 +1,10 @@
-"""The MX / BFP quantizers end to end: `sim --inputs/--outputs` on both simulators, the float
-reference, bad configurations and inputs refused in one line."""
+"""The block quantizers end to end (MX / BFP and KIVI): `sim --inputs/--outputs` on both
+simulators, the float references, bad configurations and inputs refused in one line."""
 import numpy as np
 import pytest
 import torch
 
+from golden.kivi import kivi_float_reference
 from golden.mx import mx_float_reference
 from sim.runner import SIMULATORS, simulator_missing
 from tensorgates.cli import main
@@ -59,7 +60,28 @@ def test_dequant_inputs_outputs_npz(tmp_path):
     np.testing.assert_array_equal(out["x_hat"], out["x_hat_golden"])
 
 
+@pytest.mark.parametrize("axis", ["token", "channel"])
+def test_kivi_inputs_outputs_npz(tmp_path, axis):
+    """Codes and metadata from the RTL equal the golden twins; x_hat is within the KIVI error
+    bound of x and close to plain float KIVI."""
+    _require("verilator")
+    rng = np.random.default_rng(9)
+    x = (rng.standard_normal((64, 32)) * 3).astype(np.float32)
+    out = _sim(tmp_path, "kivi_quant", {"bits": 4}, x=x, axis=np.array(axis))
+    for key in ("codes", "minimum", "scale", "x_hat", "range", "exponent", "error"):
+        np.testing.assert_array_equal(out[key], out[f"{key}_golden"], err_msg=key)
+    groups = 2 if axis == "channel" else 1
+    assert out["minimum"].shape == ((2, 32) if axis == "channel" else (64, 1))
+    scale = np.repeat(out["scale"], 32, axis=0 if groups == 2 else 1)
+    assert (np.abs(out["x_hat"] - x) <= scale / 2 + 2.0 ** -10).all()
+    reference = kivi_float_reference(torch.from_numpy(x), 4, 32, axis).numpy()
+    assert np.abs(out["x_hat"] - reference).max() <= scale.max()
+    assert int(out["busy_cycles"]) == 64 * 32 // 4 and int(out["error_groups"]) == 0
+
+
 @pytest.mark.parametrize("block, settings, message", [
+    ("kivi_quant", ["bits=3"], "bits=3 is not allowed"),
+    ("kivi_quant", ["group=20", "lanes=8"], "group=20 is not allowed with lanes=8"),
     ("mx_quant", ["format=fp7"], "format='fp7' is not allowed"),
     ("mx_quant", ["rounding=up"], "rounding='up' is not allowed"),
     ("mx_quant", ["block_size=36", "lanes=8"], "block_size=36 is not allowed with lanes=8"),
@@ -81,6 +103,8 @@ def test_bad_inputs_one_line_exit_2(tmp_path, capsys):
         ("mx_dequant", "shape"): {"codes": np.zeros((2, 32), np.uint8),
                                   "scale": np.zeros((2, 2), np.uint8)},
         ("mx_dequant", "range"): {"codes": np.full((1, 32), 300), "scale": np.zeros((1, 1))},
+        ("kivi_quant", "axis"): {"x": np.zeros((32, 32), np.float32), "axis": np.array("row")},
+        ("kivi_quant", "group"): {"x": np.zeros((32, 20), np.float32)},
     }
     for (block, name), arrays in cases.items():
         np.savez(tmp_path / f"{name}.npz", **arrays)
