@@ -106,6 +106,9 @@ async def random_jobs(dut):
     harness.scoreboard.finish()
     counters = harness.counters()
     assert counters["operand_errors"] == 0, counters
+    # Starved and blocked are exclusive; stall also counts the drain wait of short folds.
+    assert counters["stall_cycles"] >= (counters["stall_in_cycles"]
+                                        + counters["stall_out_cycles"]), counters
     write_results({"test": "random_jobs", "jobs": harness.scoreboard.checked, "seed": seed(),
                    **counters})
 

@@ -29,13 +29,16 @@ def wrap(values: np.ndarray, bits: int) -> np.ndarray:
 
 
 class MacHarness:
-    def __init__(self, dut, config: NMSparseMacConfig, rng: random.Random, gap: float):
+    def __init__(self, dut, config: NMSparseMacConfig, rng: random.Random, gap: float,
+                 backpressure: float | None = None):
         self.dut, self.config = dut, config
         signature = mac_signature(config)
         payload = {name: signature[name].signature.members["payload"].shape
                    for name in ("i", "o")}
         self.i = StreamSource(dut, "i", payload["i"], rng, gap)
-        self.o = StreamSink(dut, "o", payload["o"], rng, gap, on_item=self._on_result)
+        self.o = StreamSink(dut, "o", payload["o"], rng,
+                            gap if backpressure is None else backpressure,
+                            on_item=self._on_result)
         self.counter_names = signature["counters"].signature.names
         self.bench = StreamBench(dut, [self.i, self.o])
         self.scoreboard = Scoreboard(dut._log)
@@ -87,12 +90,13 @@ def _canonical(indices: np.ndarray, n: int) -> np.ndarray:
     return groups.reshape(indices.shape)
 
 
-async def _start(dut, gap: float | None = None) -> MacHarness:
+async def _start(dut, gap: float | None = None,
+                 backpressure: float | None = None) -> MacHarness:
     config = load_config(NMSparseMacConfig)
     run_seed = seed()
     dut._log.info("seed %d (replay with --seed %d); config %s", run_seed, run_seed, config)
     harness = MacHarness(dut, config, random.Random(run_seed),
-                         default_gap() if gap is None else gap)
+                         default_gap() if gap is None else gap, backpressure)
     cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
     await harness.bench.reset()
     return harness
@@ -119,7 +123,26 @@ async def random_dot_products(dut):
     harness.scoreboard.finish()
     counters = harness.counters()
     assert counters["operand_errors"] == 0, counters
+    # A stall is either starved (the pipeline may step) or blocked (it may not): never both.
+    assert counters["stall_cycles"] == (counters["stall_in_cycles"]
+                                        + counters["stall_out_cycles"]), counters
     write_results({"test": "random_dot_products", "seed": seed(), **counters})
+
+
+@cocotb.test()
+async def heavy_back_pressure(dut):
+    """One group per dot product and a sink that is ready one cycle in ten: the output queue
+    fills, the PE freezes, and no group may be taken in meanwhile or lost."""
+    harness = await _start(dut, gap=0.0, backpressure=0.9)
+    cfg = harness.config
+    rng = np.random.default_rng(seed() + 4)
+    harness.submit_pruned(random_ints(rng, (40, cfg.m), cfg.width),
+                          random_ints(rng, (40, cfg.m), cfg.width), "one group each")
+    await harness.run()
+    harness.scoreboard.finish()
+    counters = harness.counters()
+    assert counters["stall_out_cycles"] > 0, counters
+    assert counters["busy_cycles"] == 40, counters
 
 
 @cocotb.test()

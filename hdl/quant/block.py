@@ -7,7 +7,7 @@ while the next block fills the other half. In and out run at ``lanes`` elements 
 """
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -43,10 +43,11 @@ def buffered_layout(lanes: int) -> data.StructLayout:
     })
 
 
-def _order_key(element) -> Signal:
-    """A signed integer ordered like the element's value: magnitude = (log2, significand)."""
+def _order_key(element) -> Value:
+    """An unsigned integer ordered like the element's value: the magnitude (log2, then
+    significand) with its bits inverted for a negative element, and the inverted sign on top."""
     magnitude = Cat(element.significand, (element.log2 - ZERO_LOG2)[:EXP_BITS])
-    return Mux(element.sign, -magnitude, magnitude)
+    return Cat(magnitude ^ element.sign.replicate(len(magnitude)), ~element.sign)
 
 
 class BlockBuffer(wiring.Component):
@@ -97,29 +98,6 @@ class BlockBuffer(wiring.Component):
                 element = unpack_input(m, held[lane], self._input, f"in_{lane}")
                 m.d.sync += unpacked[lane].eq(element)
 
-        # Running statistics of the block being written, folded lane by lane (a Signal per
-        # step keeps the expression linear in the lanes).
-        stats_layout = block_statistics_layout()
-        running = Signal(stats_layout, init={"log2": ZERO_LOG2})
-        folded = running
-        for lane in range(L):
-            element = unpacked[lane]
-            step = Signal(stats_layout, name=f"fold_{lane}")
-            m.d.comb += [
-                step.log2.eq(Mux(element.log2 > folded.log2, element.log2, folded.log2)),
-                step.special.eq(folded.special | element.special),
-            ]
-            if self._extremes:
-                first = _is_first(write_beat, lane)
-                key = _order_key(element)
-                m.d.comb += [
-                    step.least.eq(Mux(first | (key < _order_key(folded.least)),
-                                      element, folded.least)),
-                    step.largest.eq(Mux(first | (key > _order_key(folded.largest)),
-                                        element, folded.largest)),
-                ]
-            folded = step
-        statistics = [Signal(stats_layout, name=f"block_{half}") for half in range(2)]
         last_write = Signal()
         m.d.comb += [
             last_write.eq(write_beat == BEATS - 1),
@@ -128,14 +106,41 @@ class BlockBuffer(wiring.Component):
             write.data.eq(unpacked),
         ]
         with m.If(writing):
-            with m.If(last_write):
-                m.d.sync += [write_beat.eq(0), write_half.eq(~write_half),
-                             running.eq(running.shape().const({"log2": ZERO_LOG2}))]
-                for half in range(2):
-                    with m.If(write_half == half):
-                        m.d.sync += statistics[half].eq(folded)
-            with m.Else():
-                m.d.sync += [write_beat.eq(write_beat + 1), running.eq(folded)]
+            m.d.sync += [write_beat.eq(Mux(last_write, 0, write_beat + 1)),
+                         write_half.eq(write_half ^ last_write)]
+
+        # Block statistics, two stages beside the write: the beat's own, reduced over the
+        # lanes as a tree; then folded into the block's, a cycle after the block's last write.
+        # Its half is full from that write on: a first read in that very cycle takes the
+        # statistics straight from the fold.
+        stats_layout = block_statistics_layout()
+        per_lane = []
+        for lane in range(L):
+            stats = Signal(stats_layout, name=f"lane_stats_{lane}")
+            m.d.comb += [stats.log2.eq(unpacked[lane].log2),
+                         stats.special.eq(unpacked[lane].special)]
+            if self._extremes:
+                m.d.comb += [stats.least.eq(unpacked[lane]), stats.largest.eq(unpacked[lane])]
+            per_lane.append(stats)
+        beat = Signal(stats_layout)
+        beat_tag = Signal(data.StructLayout({"valid": 1, "first": 1, "last": 1, "half": 1}))
+        m.d.sync += [
+            beat.eq(self._reduce(m, per_lane, "beat_stats")),
+            beat_tag.valid.eq(writing), beat_tag.first.eq(write_beat == 0),
+            beat_tag.last.eq(last_write), beat_tag.half.eq(write_half),
+        ]
+        running = Signal(stats_layout)
+        combined = Signal(stats_layout)
+        m.d.comb += combined.eq(Mux(beat_tag.first, beat,
+                                    self._combine(m, running, beat, "block_stats")))
+        statistics = [Signal(stats_layout, name=f"block_{half}") for half in range(2)]
+        published = Signal(2)
+        with m.If(beat_tag.valid):
+            m.d.sync += running.eq(combined)
+            for half in range(2):
+                with m.If(beat_tag.last & (beat_tag.half == half)):
+                    m.d.sync += statistics[half].eq(combined)
+                    m.d.comb += published[half].eq(1)
 
         # Output: a full half, beat by beat; the read port's register is the output register.
         read_half = Signal()
@@ -152,7 +157,8 @@ class BlockBuffer(wiring.Component):
         with m.If(advance):
             m.d.sync += [
                 self.o.valid.eq(issue),
-                self.o.payload.block.eq(Mux(read_half, statistics[1], statistics[0])),
+                self.o.payload.block.eq(Mux(published.bit_select(read_half, 1), combined,
+                                            Mux(read_half, statistics[1], statistics[0]))),
                 self.o.payload.first.eq(read_beat == 0),
                 self.o.payload.last.eq(last_read),
             ]
@@ -169,11 +175,29 @@ class BlockBuffer(wiring.Component):
 
         m.d.comb += [
             self.starved.eq((write_beat != 0) & ~held_valid & ~unpacked_valid & ~self.i.valid),
-            self.holding.eq(held_valid | unpacked_valid | full.any() | self.o.valid),
+            self.holding.eq(held_valid | unpacked_valid | beat_tag.valid | full.any()
+                            | self.o.valid),
         ]
         return m
 
+    def _combine(self, m: Module, a, b, name: str) -> Signal:
+        """The statistics of two parts of a block together."""
+        out = Signal(block_statistics_layout(), name=name)
+        m.d.comb += [out.log2.eq(Mux(a.log2 > b.log2, a.log2, b.log2)),
+                     out.special.eq(a.special | b.special)]
+        if self._extremes:
+            m.d.comb += [
+                out.least.eq(Mux(_order_key(b.least) < _order_key(a.least), b.least, a.least)),
+                out.largest.eq(Mux(_order_key(b.largest) > _order_key(a.largest), b.largest,
+                                   a.largest)),
+            ]
+        return out
 
-def _is_first(write_beat: Signal, lane: int):
-    """The first element of a block: it starts the min/max fold, whatever was before."""
-    return (write_beat == 0) if lane == 0 else 0
+    def _reduce(self, m: Module, parts: list, name: str) -> Signal:
+        """A balanced tree of :meth:`_combine` over ``parts``."""
+        level = 0
+        while len(parts) > 1:
+            parts = [self._combine(m, parts[i], parts[i + 1], f"{name}_{level}_{i // 2}")
+                     if i + 1 < len(parts) else parts[i] for i in range(0, len(parts), 2)]
+            level += 1
+        return parts[0]

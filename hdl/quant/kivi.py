@@ -17,6 +17,7 @@ from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..common.counters import CountersSignature
+from ..common.pipeline import stage
 from .block import BlockBuffer, input_layout
 from .config import KiviQuantConfig
 from .fields import EXP_BITS, ZERO_LOG2
@@ -45,17 +46,25 @@ def kivi_layout(config: KiviQuantConfig) -> data.StructLayout:
     })
 
 
-def _aligned(m: Module, element, exponent, name: str) -> Signal:
-    """X = trunc(element · 2^(F − exponent)), signed."""
+def _alignment_shift(m: Module, element, exponent, name: str) -> Signal:
+    """The right shift of ``element``'s significand (placed ``_HEADROOM`` bits up) that
+    gives trunc(|element| · 2^(F − exponent)), clamped where the result is 0 anyway."""
     shift = Signal(signed(EXP_BITS + 2), name=f"{name}_shift")
     clamped = Signal(range(_HEADROOM + 25), name=f"{name}_shift_clamped")
-    magnitude = Signal(FRACTION_BITS + 1, name=f"{name}_magnitude")
-    value = Signal(signed(FRACTION_BITS + 3), name=name)
     m.d.comb += [
         shift.eq(exponent - FRACTION_BITS - element.lsb + _HEADROOM),
         clamped.eq(Mux(shift > _HEADROOM + 24, _HEADROOM + 24, shift[:6])),
-        magnitude.eq(Cat(Const(0, _HEADROOM), element.significand) >> clamped),
-        value.eq(Mux(element.sign, -magnitude, magnitude)),
+    ]
+    return clamped
+
+
+def _aligned(m: Module, sign, significand, shift, name: str) -> Signal:
+    """The signed X of a significand and its alignment shift."""
+    magnitude = Signal(FRACTION_BITS + 1, name=f"{name}_magnitude")
+    value = Signal(signed(FRACTION_BITS + 3), name=name)
+    m.d.comb += [
+        magnitude.eq(Cat(Const(0, _HEADROOM), significand) >> shift),
+        value.eq(Mux(sign, -magnitude, magnitude)),
     ]
     return value
 
@@ -87,70 +96,91 @@ class KiviQuantizer(wiring.Component):
         m.d.comb += [step.eq(out_queue.w_rdy), buffer.o.ready.eq(step),
                      beat.eq(buffer.o.valid & step)]
 
+        def reg(value, name: str) -> Signal:
+            return stage(m, value, enable=step, name=name)
+
+        # Six stages, each a cycle of `step`; the tag of a beat travels beside it.
         X = signed(FRACTION_BITS + 3)
-        tag = data.StructLayout({"valid": 1, "first": 1, "last": 1, "error": 1,
-                                 "exponent": signed(EXP_BITS), "minimum": X})
-        tags = [Signal(tag, name=f"tag_{stage}") for stage in range(3)]
-
-        # Stage 1: align every element and the group's extremes to the group's exponent.
         block = buffer.o.payload.block
-        exponent = Signal(signed(EXP_BITS))
-        m.d.comb += exponent.eq(Mux(block.log2 == ZERO_LOG2, _EMPTY_EXPONENT, block.log2))
-        least = _aligned(m, block.least, exponent, "least")
-        largest = _aligned(m, block.largest, exponent, "largest")
-        fixed = Signal(data.ArrayLayout(X, L))
-        group_range = [Signal(X, name=f"range_{stage}") for stage in range(2)]
-        with m.If(step):
-            m.d.sync += [
-                tags[0].valid.eq(beat), tags[0].first.eq(buffer.o.payload.first),
-                tags[0].last.eq(buffer.o.payload.last), tags[0].error.eq(block.special),
-                tags[0].exponent.eq(exponent), tags[0].minimum.eq(least),
-                group_range[0].eq(largest - least),
-                tags[1].eq(tags[0]), tags[2].eq(tags[1]),
-                group_range[1].eq(group_range[0]),
-            ]
-            for lane in range(L):
-                element = buffer.o.payload.elements[lane]
-                m.d.sync += fixed[lane].eq(_aligned(m, element, exponent, f"fixed_{lane}"))
+        tag = data.StructLayout({"valid": 1, "first": 1, "last": 1, "error": 1,
+                                 "exponent": signed(EXP_BITS)})
+        tag0 = Signal(tag)
+        m.d.comb += [
+            tag0.valid.eq(beat), tag0.first.eq(buffer.o.payload.first),
+            tag0.last.eq(buffer.o.payload.last), tag0.error.eq(block.special),
+            tag0.exponent.eq(Mux(block.log2 == ZERO_LOG2, _EMPTY_EXPONENT, block.log2)),
+        ]
+        tags = [reg(tag0, "tag_1")]
+        for index in range(2, 7):
+            tags.append(reg(tags[-1], f"tag_{index}"))
 
-        # Stage 2: 2·L·(X − mn) per lane, and the thresholds (2k − 1)·R of the group.
+        # Stage 1: the group's exponent E (in the tag) beside its elements and extremes.
+        elements = reg(buffer.o.payload.elements, "elements_1")
+        extremes = [reg(block.least, "least_1"), reg(block.largest, "largest_1")]
+
+        # Stage 2: the shift that aligns each significand to E.
+        aligning = data.StructLayout({"sign": 1, "significand": unsigned(24),
+                                      "shift": range(_HEADROOM + 25)})
+        to_align = [*(elements[lane] for lane in range(L)), *extremes]
+        names = [*(f"fixed_{lane}" for lane in range(L)), "least", "largest"]
+        shifts = Signal(data.ArrayLayout(aligning, L + 2))
+        for index, (element, name) in enumerate(zip(to_align, names, strict=True)):
+            m.d.comb += [
+                shifts[index].sign.eq(element.sign),
+                shifts[index].significand.eq(element.significand),
+                shifts[index].shift.eq(_alignment_shift(m, element, tags[0].exponent, name)),
+            ]
+        shifts = reg(shifts, "shifts_2")
+
+        # Stage 3: X = trunc(x · 2^(15 − E)) for the elements and the extremes.
+        fixed = Signal(data.ArrayLayout(X, L + 2))
+        for index, name in enumerate(names):
+            m.d.comb += fixed[index].eq(_aligned(m, shifts[index].sign,
+                                                 shifts[index].significand,
+                                                 shifts[index].shift, name))
+        fixed = reg(fixed, "fixed_3")
+        least, largest = fixed[L], fixed[L + 1]
+
+        # Stage 4: 2·L·(X − mn) per lane; the group's minimum and range.
         wide = unsigned(FRACTION_BITS + 8)
         scaled = Signal(data.ArrayLayout(wide, L))
-        thresholds = Signal(data.ArrayLayout(wide, LEVELS))
-        with m.If(step):
-            for lane in range(L):
-                m.d.sync += scaled[lane].eq((fixed[lane] - tags[0].minimum) * (2 * LEVELS))
-            for k in range(1, LEVELS + 1):
-                m.d.sync += thresholds[k - 1].eq(group_range[0] * (2 * k - 1))
+        for lane in range(L):
+            m.d.comb += scaled[lane].eq((fixed[lane] - least) * (2 * LEVELS))
+        scaled = reg(scaled, "scaled_4")
+        minimum = reg(least, "minimum_4")
+        group_range = reg(largest - least, "range_4")
 
-        # Stage 3: count the thresholds reached; zero codes for R = 0 and for flagged groups.
+        # Stage 5: the thresholds (2k − 1)·R of the group.
+        thresholds = Signal(data.ArrayLayout(wide, LEVELS))
+        for k in range(1, LEVELS + 1):
+            m.d.comb += thresholds[k - 1].eq(group_range * (2 * k - 1))
+        thresholds = reg(thresholds, "thresholds_5")
+        scaled = reg(scaled, "scaled_5")
+        minimum = reg(minimum, "minimum_5")
+        group_range = reg(group_range, "range_5")
+
+        # Stage 6: count the thresholds reached; zero codes for R = 0 and for flagged groups.
         codes = Signal(data.ArrayLayout(unsigned(cfg.bits), L))
-        silent = tags[1].error | (group_range[1] == 0)
-        with m.If(step):
-            for lane in range(L):
-                reached = sum(scaled[lane] >= thresholds[k] for k in range(LEVELS))
-                m.d.sync += codes[lane].eq(Mux(silent, 0, reached))
+        silent = tags[4].error | (group_range == 0)
+        for lane in range(L):
+            reached = sum(scaled[lane] >= thresholds[k] for k in range(LEVELS))
+            m.d.comb += codes[lane].eq(Mux(silent, 0, reached))
+        codes = reg(codes, "codes_6")
+        minimum = reg(minimum, "minimum_6")
+        group_range = reg(group_range, "range_6")
 
         out = Signal(out_layout)
-        error = tags[2].error
+        last = tags[5]
         m.d.comb += [
             out.codes.eq(codes),
-            out.minimum.eq(Mux(error, 0, tags[2].minimum)),
-            out.range.eq(Mux(error, 0, _delayed(m, step, group_range[1], "range_2"))),
-            out.exponent.eq(Mux(error, _EMPTY_EXPONENT, tags[2].exponent)),
-            out.error.eq(error),
-            out.first.eq(tags[2].first),
-            out.last.eq(tags[2].last),
+            out.minimum.eq(Mux(last.error, 0, minimum)),
+            out.range.eq(Mux(last.error, 0, group_range)),
+            out.exponent.eq(Mux(last.error, _EMPTY_EXPONENT, last.exponent)),
+            out.error.eq(last.error),
+            out.first.eq(last.first),
+            out.last.eq(last.last),
         ]
-        connect_output_queue(m, out_queue, out, step & tags[2].valid, self.o)
+        connect_output_queue(m, out_queue, out, step & last.valid, self.o)
         count_quantizer_cycles(m, self, buffer, out_queue, tags, {
-            "error_groups": step & tags[2].valid & tags[2].first & error})
+            "error_groups": step & last.valid & last.first & last.error})
         return m
-
-
-def _delayed(m: Module, step, value, name: str) -> Signal:
-    """``value`` one step later."""
-    register = Signal.like(value, name=name)
-    with m.If(step):
-        m.d.sync += register.eq(value)
-    return register

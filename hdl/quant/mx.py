@@ -18,6 +18,7 @@ from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..common.counters import CountersSignature, count_cycles
+from ..common.pipeline import stage
 from .block import BlockBuffer, input_layout
 from .config import MXDequantConfig, MXQuantConfig
 from .fields import EXP_BITS, leading_one
@@ -91,10 +92,6 @@ class MXQuantizer(wiring.Component):
             beat.eq(buffer.o.valid & step),
         ]
         block = buffer.o.payload.block
-        # The block's scale exponent s = max(E − emax, −127), NaN for Inf/NaN blocks.
-        block_scale = Signal(signed(EXP_BITS))
-        m.d.comb += block_scale.eq(Mux(block.log2 - fmt.emax < -127, -127,
-                                       block.log2 - fmt.emax))
 
         # LFSR per lane: the byte of the beat going in, then one step.
         lfsrs = [Signal(32, init=lfsr_seed(lane), name=f"lfsr_{lane}") for lane in range(L)]
@@ -102,52 +99,89 @@ class MXQuantizer(wiring.Component):
             with m.If(beat):
                 m.d.sync += lfsr.eq((lfsr >> 1) ^ Mux(lfsr[0], LFSR_TAPS, 0))
 
+        def reg(value, name: str) -> Signal:
+            return stage(m, value, enable=step, name=name)
+
+        # Six stages, each a cycle of `step`; the tag of a beat travels beside it.
         tag = data.StructLayout({"valid": 1, "first": 1, "last": 1, "nan": 1,
                                  "scale": signed(EXP_BITS)})
-        tags = [Signal(tag, name=f"tag_{stage}") for stage in range(2)]
-        with m.If(step):
-            m.d.sync += [
-                tags[0].valid.eq(beat), tags[0].first.eq(buffer.o.payload.first),
-                tags[0].last.eq(buffer.o.payload.last), tags[0].nan.eq(block.special),
-                tags[0].scale.eq(block_scale),
-                tags[1].eq(tags[0]),
-            ]
+        tag0 = Signal(tag)
+        m.d.comb += [
+            tag0.valid.eq(beat), tag0.first.eq(buffer.o.payload.first),
+            tag0.last.eq(buffer.o.payload.last), tag0.nan.eq(block.special),
+            tag0.scale.eq(Mux(block.log2 - fmt.emax < -127, -127, block.log2 - fmt.emax)),
+        ]
+        tags = [reg(tag0, "tag_1")]
+        for index in range(2, 7):
+            tags.append(reg(tags[-1], f"tag_{index}"))
 
-        # Stage 1: the element's grid (for floats its binade e') and the shift that puts the
-        # significand on it, 32 integer and 40 fraction bits.
-        shifted_layout = data.StructLayout({
-            "sign": 1, "window": unsigned(32 + _FRACTION), "binade": signed(EXP_BITS),
-            "random": 8})
-        stage1 = Signal(data.ArrayLayout(shifted_layout, L))
-        s = block_scale
+        # Stage 1: the block's scale s (in the tag) beside the elements and random bytes.
+        elements = reg(buffer.o.payload.elements, "elements_1")
+        random = reg(Cat(*[lfsr[:8] for lfsr in lfsrs]), "random_1")
+
+        # Stage 2: each element's grid: for floats its binade e' in the format and the exponent
+        # of the format's quantum there (in x's units); for integers the quantum 2^(s − point).
+        s = tags[0].scale
+        grid = data.StructLayout({"sign": 1, "significand": unsigned(24),
+                                  "lsb": signed(EXP_BITS), "quantum": signed(EXP_BITS + 1),
+                                  "binade": signed(EXP_BITS)})
+        gridded = Signal(data.ArrayLayout(grid, L))
         for lane in range(L):
-            element = buffer.o.payload.elements[lane]
+            element = elements[lane]
             if fmt.kind == "fp":
-                grid_log2 = Mux(element.log2 > fmt.emin + s, element.log2, fmt.emin + s)
+                quantum = Mux(element.log2 > fmt.emin + s, element.log2,
+                              fmt.emin + s) - fmt.mbits
                 binade = Mux(element.log2 - s > fmt.emin, element.log2 - s, fmt.emin)
-                target = grid_log2 - fmt.mbits
             else:
+                quantum = s - fmt.point
                 binade = Const(0, signed(EXP_BITS))
-                target = s - fmt.point
-            shift = Signal(signed(EXP_BITS + 2), name=f"shift_{lane}")
-            clamped = Signal(range(_FRACTION + 1), name=f"shift_clamped_{lane}")
             m.d.comb += [
-                shift.eq(target - element.lsb + _HEADROOM),
-                clamped.eq(Mux(shift < 0, 0, Mux(shift > _FRACTION, _FRACTION, shift))),
+                gridded[lane].sign.eq(element.sign),
+                gridded[lane].significand.eq(element.significand),
+                gridded[lane].lsb.eq(element.lsb),
+                gridded[lane].quantum.eq(quantum),
+                gridded[lane].binade.eq(binade),
             ]
-            widened = Cat(Const(0, _FRACTION + _HEADROOM), element.significand)
-            with m.If(step):
-                m.d.sync += [
-                    stage1[lane].sign.eq(element.sign),
-                    stage1[lane].window.eq(widened >> clamped),
-                    stage1[lane].binade.eq(binade),
-                    stage1[lane].random.eq(lfsrs[lane][:8]),
-                ]
+        gridded = reg(gridded, "grid_2")
+        random = reg(random, "random_2")
 
-        # Stage 2: round, saturate, encode.
-        codes = Signal(data.ArrayLayout(unsigned(fmt.bits), L))
+        # Stage 3: the right shift that puts the significand on that grid.
+        aligning = data.StructLayout({"sign": 1, "significand": unsigned(24),
+                                      "shift": range(_FRACTION + 1), "binade": signed(EXP_BITS)})
+        aligned = Signal(data.ArrayLayout(aligning, L))
         for lane in range(L):
-            window = stage1[lane].window
+            shift = Signal(signed(EXP_BITS + 2), name=f"shift_{lane}")
+            m.d.comb += [
+                shift.eq(gridded[lane].quantum - gridded[lane].lsb + _HEADROOM),
+                aligned[lane].sign.eq(gridded[lane].sign),
+                aligned[lane].significand.eq(gridded[lane].significand),
+                aligned[lane].shift.eq(Mux(shift < 0, 0, Mux(shift > _FRACTION, _FRACTION,
+                                                             shift))),
+                aligned[lane].binade.eq(gridded[lane].binade),
+            ]
+        gridded = reg(aligned, "shift_3")
+        random = reg(random, "random_3")
+
+        # Stage 4: the shift, into 32 integer and 40 fraction bits.
+        windowed = data.StructLayout({"sign": 1, "window": unsigned(32 + _FRACTION),
+                                      "binade": signed(EXP_BITS)})
+        shifted = Signal(data.ArrayLayout(windowed, L))
+        for lane in range(L):
+            widened = Cat(Const(0, _FRACTION + _HEADROOM), gridded[lane].significand)
+            m.d.comb += [
+                shifted[lane].sign.eq(gridded[lane].sign),
+                shifted[lane].window.eq(widened >> gridded[lane].shift),
+                shifted[lane].binade.eq(gridded[lane].binade),
+            ]
+        shifted = reg(shifted, "window_4")
+        random = data.View(data.ArrayLayout(8, L), reg(random, "random_4"))
+
+        # Stage 5: the rounding decision from the fraction bits.
+        decided = data.StructLayout({"sign": 1, "whole": unsigned(fmt.bits + 2), "up": 1,
+                                     "binade": signed(EXP_BITS)})
+        rounding = Signal(data.ArrayLayout(decided, L))
+        for lane in range(L):
+            window = shifted[lane].window
             whole = window[_FRACTION:_FRACTION + fmt.bits + 2]
             half = window[_FRACTION - 1]
             sticky = window[:_FRACTION - 1].any()
@@ -156,34 +190,45 @@ class MXQuantizer(wiring.Component):
                 "nearest_even": half & (sticky | whole[0]),
                 "nearest_away": half,
                 "toward_zero": Const(0, 1),
-                "stochastic": (top8 + stage1[lane].random)[8],
+                "stochastic": (top8 + random[lane])[8],
             }[cfg.rounding]
+            m.d.comb += [
+                rounding[lane].sign.eq(shifted[lane].sign),
+                rounding[lane].whole.eq(whole),
+                rounding[lane].up.eq(up),
+                rounding[lane].binade.eq(shifted[lane].binade),
+            ]
+        rounding = reg(rounding, "rounding_5")
+
+        # Stage 6: round, saturate, encode.
+        codes = Signal(data.ArrayLayout(unsigned(fmt.bits), L))
+        for lane in range(L):
             rounded = Signal(fmt.bits + 3, name=f"rounded_{lane}")
             magnitude = Signal(fmt.bits + 8, name=f"magnitude_{lane}")
-            m.d.comb += rounded.eq(whole + up)
+            m.d.comb += rounded.eq(rounding[lane].whole + rounding[lane].up)
             if fmt.kind == "fp":
                 m.d.comb += magnitude.eq(
-                    ((stage1[lane].binade - fmt.emin) << fmt.mbits) + rounded)
+                    ((rounding[lane].binade - fmt.emin) << fmt.mbits) + rounded)
             else:
                 m.d.comb += magnitude.eq(rounded)
             saturated = Mux(magnitude > fmt.max_code, fmt.max_code, magnitude)
             if fmt.kind == "fp":
-                code = Cat(saturated[:fmt.bits - 1], stage1[lane].sign)
+                code = Cat(saturated[:fmt.bits - 1], rounding[lane].sign)
             else:
-                code = Mux(stage1[lane].sign, -saturated, saturated)[:fmt.bits]
-            with m.If(step):
-                m.d.sync += codes[lane].eq(Mux(tags[0].nan, 0, code))
+                code = Mux(rounding[lane].sign, -saturated, saturated)[:fmt.bits]
+            m.d.comb += codes[lane].eq(Mux(tags[4].nan, 0, code))
+        codes = reg(codes, "codes_6")
 
         out = Signal(out_layout)
         m.d.comb += [
             out.codes.eq(codes),
-            out.scale.eq(Mux(tags[1].nan, 0xFF, tags[1].scale + 127)),
-            out.first.eq(tags[1].first),
-            out.last.eq(tags[1].last),
+            out.scale.eq(Mux(tags[5].nan, 0xFF, tags[5].scale + 127)),
+            out.first.eq(tags[5].first),
+            out.last.eq(tags[5].last),
         ]
-        connect_output_queue(m, out_queue, out, step & tags[1].valid, self.o)
+        connect_output_queue(m, out_queue, out, step & tags[5].valid, self.o)
         count_quantizer_cycles(m, self, buffer, out_queue, tags, {
-            "nan_blocks": step & tags[1].valid & tags[1].first & tags[1].nan})
+            "nan_blocks": step & tags[5].valid & tags[5].first & tags[5].nan})
         return m
 
 
