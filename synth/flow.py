@@ -187,7 +187,7 @@ def _synth_fpga(source: str, top: str, target: str, device: str, out_dir: Path, 
     try:
         _run_yosys(script, out_dir, out_dir / f"{prefix}.yosys.log")
     except SynthError as error:
-        if target != "ecp5" or _ABC9_REINTEGRATE_BUG not in str(error):
+        if _ABC9_REINTEGRATE_BUG not in str(error):
             raise
         # Yosys 0.70's abc9 asserts in its reintegration step on some netlists; mapping with
         # abc9's -dff option (registers inside ABC's view) avoids it. Rerun that way.
@@ -273,8 +273,8 @@ def _quote(path: str) -> str:
     return f'"{path}"'
 
 
-#: What Yosys 0.70 prints when abc9 hits its reintegration assertion (worked around above).
-_ABC9_REINTEGRATE_BUG = "GetSize(conn.first) == GetSize(conn.second)"
+#: The step in which Yosys 0.70's abc9 asserts on some netlists (worked around above).
+_ABC9_REINTEGRATE_BUG = "Executing ABC_OPS_REINTEGRATE pass"
 
 
 def _run_yosys(script: list[str], out_dir: Path, log: Path) -> None:
