@@ -25,7 +25,7 @@ class NMSparseGemm(OutputStationaryArray):
 
     Beats per fold: ceil(K/M) (sparse) or ceil(K/dense_group) (dense); ``a`` beats carry
     A[tm·R+i, g·M : g·M+M] per row i and ``b`` beats the g-th compressed group of
-    W[tn·C+j] per column j (:func:`hdl.sparse.layout.operand_beats`). A sparse group whose
+    W[tn·C+j] per column j (:func:`hdl.sparse.layout.gemm_beats`). A sparse group whose
     indices are not strictly increasing counts in ``operand_errors`` and multiplies as zero.
     """
 
