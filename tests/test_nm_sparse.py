@@ -6,41 +6,26 @@ import json
 import numpy as np
 import pytest
 import torch
+from sim_cli import require, sim_npz
 
 from gateware.bench_harness import GemmBenchHarness
 from gateware.generate import generate_component
 from gateware.registry import BLOCKS
 from golden.nm_sparse import satisfies_nm
 from golden.sparse_training import training_step_gemms
-from sim.runner import SIMULATORS, design_dir, run_testbench, simulate, simulator_missing
+from sim.runner import SIMULATORS, design_dir, run_testbench, simulate
 from tensorgates.cli import main
-
-
-def _require(simulator):
-    missing = simulator_missing(simulator)
-    if missing:
-        pytest.skip(f"{simulator} unavailable: {missing}")
-
-
-def _sim(tmp_path, block, settings, simulator="verilator", **arrays):
-    np.savez(tmp_path / "in.npz", **arrays)
-    sets = [item for k, v in settings.items() for item in ("--set", f"{k}={v}")]
-    code = main(["sim", block, *sets, "--simulator", simulator, "--inputs",
-                 str(tmp_path / "in.npz"), "--outputs", str(tmp_path / "out.npz")])
-    assert code == 0
-    with np.load(tmp_path / "out.npz") as out:
-        return {key: out[key] for key in out.files}
 
 
 @pytest.mark.parametrize("simulator", SIMULATORS)
 def test_gemm_inputs_outputs_npz(tmp_path, simulator):
     """A dense w is pruned 2:4 along K (magnitude, ties to the lower index) and c equals
     a @ w_pruned.T exactly; K = 21 is not a multiple of M."""
-    _require(simulator)
+    require(simulator)
     rng = np.random.default_rng(7)
     a = rng.integers(-128, 128, (13, 21)).astype(np.int8)
     w = rng.integers(-128, 128, (9, 21)).astype(np.int8)
-    out = _sim(tmp_path, "nm_sparse_gemm", {"n": 2, "m": 4}, simulator, a=a, w=w)
+    out = sim_npz(tmp_path, "nm_sparse_gemm", {"n": 2, "m": 4}, simulator, a=a, w=w)
     pruned = out["w_pruned"]
     assert satisfies_nm(torch.from_numpy(pruned), 2, 4)
     kept = pruned != 0
@@ -53,11 +38,11 @@ def test_gemm_inputs_outputs_npz(tmp_path, simulator):
 
 
 def test_mac_inputs_outputs_npz(tmp_path):
-    _require("verilator")
+    require("verilator")
     rng = np.random.default_rng(8)
     a = rng.integers(-128, 128, (5, 19)).astype(np.int8)
     w = rng.integers(-128, 128, (5, 19)).astype(np.int8)
-    out = _sim(tmp_path, "nm_sparse_mac", {"n": 1, "m": 8}, a=a, w=w)
+    out = sim_npz(tmp_path, "nm_sparse_mac", {"n": 1, "m": 8}, a=a, w=w)
     want = (a.astype(np.int64) * out["w_pruned"].astype(np.int64)).sum(axis=1)
     np.testing.assert_array_equal(out["sum"], want)
     np.testing.assert_array_equal(out["sum"], out["sum_golden"])
@@ -68,14 +53,14 @@ def test_mac_inputs_outputs_npz(tmp_path):
 def test_training_step_forward_and_backward_through_rtl(tmp_path, n, m):
     """SAT/BDWP: one training step's forward GEMM (W N:M along its input dim) and backward
     GEMM (W N:M along its output dim, fed transposed) through the RTL, bit-exactly."""
-    _require("verilator")
+    require("verilator")
     step = training_step_gemms(n, m)
     settings = {"rows": 4, "cols": 4, "n": n, "m": m}
-    forward = _sim(tmp_path, "nm_sparse_gemm", settings, a=step["x_q"].numpy(),
+    forward = sim_npz(tmp_path, "nm_sparse_gemm", settings, a=step["x_q"].numpy(),
                    w=step["w_fwd_q"].numpy())
     np.testing.assert_array_equal(forward["w_pruned"], step["w_fwd_q"].numpy())
     np.testing.assert_array_equal(forward["c"], step["forward"].numpy())
-    backward = _sim(tmp_path, "nm_sparse_gemm", settings, a=step["g_q"].numpy(),
+    backward = sim_npz(tmp_path, "nm_sparse_gemm", settings, a=step["g_q"].numpy(),
                     w=step["w_bwd_q"].numpy().T.copy())
     np.testing.assert_array_equal(backward["w_pruned"], step["w_bwd_q"].numpy().T)
     np.testing.assert_array_equal(backward["c"], step["backward"].numpy())
@@ -115,7 +100,7 @@ def test_mac_acc_width_too_small_refused():
 
 def test_bench_harness_counts_like_the_testbench():
     """The self-driving top measures the same cycles as the cocotb-driven DUT."""
-    _require("verilator")
+    require("verilator")
     config = BLOCKS["nm_sparse_gemm"].config({"rows": "3", "cols": "2", "n": "2", "m": "8"})
     driven = simulate(config, "verilator", seed=3, tests="counters_exact_when_unimpeded")
     assert driven.passed, driven.messages

@@ -3,39 +3,24 @@ simulators, the float references, bad configurations and inputs refused in one l
 import numpy as np
 import pytest
 import torch
+from sim_cli import require, sim_npz
 
 from golden.kivi import kivi_float_reference
 from golden.mx import mx_float_reference
-from sim.runner import SIMULATORS, simulator_missing
+from sim.runner import SIMULATORS
 from tensorgates.cli import main
-
-
-def _require(simulator):
-    missing = simulator_missing(simulator)
-    if missing:
-        pytest.skip(f"{simulator} unavailable: {missing}")
-
-
-def _sim(tmp_path, block, settings, simulator="verilator", **arrays):
-    np.savez(tmp_path / "in.npz", **arrays)
-    sets = [item for k, v in settings.items() for item in ("--set", f"{k}={v}")]
-    code = main(["sim", block, *sets, "--simulator", simulator, "--inputs",
-                 str(tmp_path / "in.npz"), "--outputs", str(tmp_path / "out.npz")])
-    assert code == 0
-    with np.load(tmp_path / "out.npz") as out:
-        return {key: out[key] for key in out.files}
 
 
 @pytest.mark.parametrize("simulator", SIMULATORS)
 def test_quant_inputs_outputs_npz(tmp_path, simulator):
     """scale, codes and x_hat from the RTL equal the golden twins; x_hat is within half an
     element quantum of x, and equals the float reference (nearest-even) exactly."""
-    _require(simulator)
+    require(simulator)
     rng = np.random.default_rng(5)
     x = (rng.standard_normal((6, 64)) * np.exp2(rng.integers(-20, 20, (6, 1)))).astype(
         np.float32)
     x[2, 5] = np.nan
-    out = _sim(tmp_path, "mx_quant", {"format": "fp8_e4m3"}, simulator, x=x)
+    out = sim_npz(tmp_path, "mx_quant", {"format": "fp8_e4m3"}, simulator, x=x)
     for key in ("scale", "codes"):
         np.testing.assert_array_equal(out[key], out[f"{key}_golden"])
     np.testing.assert_array_equal(out["x_hat"], out["x_hat_golden"])
@@ -48,11 +33,11 @@ def test_quant_inputs_outputs_npz(tmp_path, simulator):
 
 
 def test_dequant_inputs_outputs_npz(tmp_path):
-    _require("verilator")
+    require("verilator")
     rng = np.random.default_rng(6)
     codes = rng.integers(0, 256, (3, 64)).astype(np.uint8)
     scale = rng.integers(0, 256, (3, 2)).astype(np.uint8)
-    out = _sim(tmp_path, "mx_dequant", {"format": "int8"}, scale=scale, codes=codes)
+    out = sim_npz(tmp_path, "mx_dequant", {"format": "int8"}, scale=scale, codes=codes)
     values = codes.astype(np.int8).astype(np.float64) / 64
     want = values * np.exp2(np.repeat(scale.astype(np.float64) - 127, 32, axis=1))
     want[np.repeat(scale == 0xFF, 32, axis=1)] = np.nan
@@ -64,10 +49,10 @@ def test_dequant_inputs_outputs_npz(tmp_path):
 def test_kivi_inputs_outputs_npz(tmp_path, axis):
     """Codes and metadata from the RTL equal the golden twins; x_hat is within the KIVI error
     bound of x and close to plain float KIVI."""
-    _require("verilator")
+    require("verilator")
     rng = np.random.default_rng(9)
     x = (rng.standard_normal((64, 32)) * 3).astype(np.float32)
-    out = _sim(tmp_path, "kivi_quant", {"bits": 4}, x=x, axis=np.array(axis))
+    out = sim_npz(tmp_path, "kivi_quant", {"bits": 4}, x=x, axis=np.array(axis))
     for key in ("codes", "minimum", "scale", "x_hat", "range", "exponent", "error"):
         np.testing.assert_array_equal(out[key], out[f"{key}_golden"], err_msg=key)
     groups = 2 if axis == "channel" else 1
