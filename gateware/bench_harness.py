@@ -18,7 +18,7 @@ from hdl.systolic.config import DIM_BITS
 
 from .registry import get_block
 
-__all__ = ["GemmBenchHarness"]
+__all__ = ["AttentionBenchHarness", "GemmBenchHarness"]
 
 
 def _fill_dense(m: Module, gemm, counter: Signal) -> None:
@@ -87,5 +87,50 @@ class GemmBenchHarness(wiring.Component):
         with m.If(gemm.c.valid):
             m.d.sync += self.checksum.eq(self.checksum ^ gemm.c.payload.as_value()[:32])
             with m.If(gemm.c.payload.last):
+                m.d.sync += self.done.eq(1)
+        return m
+
+
+class AttentionBenchHarness(wiring.Component):
+    """``start`` with the descriptor fields runs one attention job on operands generated on
+    chip (they change every beat); ``done`` rises with the job's last output beat."""
+
+    def __init__(self, config: BlockConfig):
+        from hdl.attention.interface import descriptor_layout
+
+        self._config = config
+        self._engine = get_block(config.block_name).build(config)
+        counters = self._engine.signature.members["counters"].signature
+        fields = {name: In(shape) for name, shape in
+                  ((name, field.shape) for name, field in descriptor_layout(config))}
+        super().__init__({
+            "start": In(1), **fields,
+            "done": Out(1),
+            "checksum": Out(32),
+            "counters": Out(CountersSignature(counters.names[len(CountersSignature.NAMES):])),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.engine = engine = self._engine
+        wiring.connect(m, wiring.flipped(self.counters), engine.counters)
+        pending = Signal()
+        with m.If(self.start):
+            m.d.sync += [pending.eq(1), self.done.eq(0)]
+        with m.Elif(engine.desc.valid & engine.desc.ready):
+            m.d.sync += pending.eq(0)
+        m.d.comb += engine.desc.valid.eq(pending)
+        for name, _ in engine.desc.payload.shape():
+            m.d.comb += getattr(engine.desc.payload, name).eq(getattr(self, name))
+        counter = Signal(16)
+        m.d.sync += counter.eq(counter + 1)
+        for stream, step in ((engine.q, 3), (engine.k, 5), (engine.v, 7)):
+            m.d.comb += stream.valid.eq(1)
+            for lane in range(len(stream.payload)):
+                m.d.comb += stream.payload[lane].eq(counter ^ (step * lane + step))
+        m.d.comb += engine.o.ready.eq(1)
+        with m.If(engine.o.valid):
+            m.d.sync += self.checksum.eq(self.checksum ^ engine.o.payload.as_value()[:32])
+            with m.If(engine.o.payload.last):
                 m.d.sync += self.done.eq(1)
         return m

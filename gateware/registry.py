@@ -14,6 +14,7 @@ from typing import Any
 
 from amaranth.lib import wiring
 
+from hdl.attention.config import AttentionConfig
 from hdl.common.config import BlockConfig
 from hdl.quant.config import KiviQuantConfig, MXDequantConfig, MXQuantConfig
 from hdl.sparse.config import NMSparseGemmConfig, NMSparseMacConfig
@@ -240,8 +241,40 @@ BLOCKS: dict[str, BlockEntry] = {entry.name: entry for entry in [
         demo={"bits": "4"},
         small={"bits": "2", "lanes": "1", "group": "8"},
     ),
+    BlockEntry(
+        name="attention",
+        summary="fused attention (FlashAttention online softmax, FuseMax overlap): R×C array "
+                "for q·kᵀ and p·v plus per-row softmax units; runtime Nq, Nkv, d, H, Hkv, "
+                "causal, scale",
+        config_class=AttentionConfig,
+        factory="hdl.attention:make_attention",
+        golden="golden.attention:attention_exact",
+        testbench="sim.tb_attention",
+        benchmark="benchmarks.attention",
+        check_inputs="hdl.attention.layout:check_inputs",
+        input_keys=("q", "k", "v"),
+        output_keys=("o",),
+        regression=(
+            {"rows": "4", "cols": "4", "max_head_dim": "16"},
+            {"rows": "8", "cols": "8", "max_head_dim": "64"},
+            {"rows": "3", "cols": "2", "max_head_dim": "32", "exp2": "table",
+             "exp2_segments": "256", "causal": "false"},
+        ),
+        regression_full=(
+            {"rows": "16", "cols": "16", "max_head_dim": "64"},
+            {"rows": "1", "cols": "1", "max_head_dim": "16", "width": "4"},
+            {"rows": "4", "cols": "8", "max_head_dim": "32", "prob_bits": "12",
+             "exp_frac_bits": "12", "exp2_segments": "8"},
+        ),
+        synthesis=(
+            {"rows": "4", "cols": "4", "max_head_dim": "64"},
+            {"rows": "8", "cols": "8", "max_head_dim": "64"},
+        ),
+        demo={"rows": "4", "cols": "4", "max_head_dim": "32"},
+        small={"rows": "1", "cols": "2", "max_head_dim": "16", "prob_bits": "12",
+               "exp_frac_bits": "12"},
+    ),
 ]}
-
 
 def get_block(name: str) -> BlockEntry:
     """The registry entry of ``name`` (``ValueError`` listing the blocks otherwise)."""

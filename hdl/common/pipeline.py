@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from amaranth.hdl import Module, Signal, Value
 
-__all__ = ["delay_line", "stage"]
+__all__ = ["delay_line", "pipelined_tree", "stage"]
 
 
 def stage(m: Module, value, *, enable: Value, name: str) -> Signal:
@@ -26,3 +26,21 @@ def delay_line(m: Module, value, *, shape, steps: int, enable: Value, name: str)
             m.d.sync += register.eq(head)
         head = register
     return head
+
+
+def pipelined_tree(m: Module, values, combine, *, name: str) -> tuple[Signal, int]:
+    """Reduce ``values`` pairwise with ``combine`` (e.g. an adder or a max), one register per
+    tree level, free-running. Returns the result and its latency in cycles (0 for one value)."""
+    level = list(values)
+    depth = 0
+    while len(level) > 1:
+        reduced = []
+        for index in range(0, len(level), 2):
+            expr = (combine(level[index], level[index + 1]) if index + 1 < len(level)
+                    else level[index])
+            register = Signal(Value.cast(expr).shape(), name=f"{name}_{depth}_{index // 2}")
+            m.d.sync += register.eq(expr)
+            reduced.append(register)
+        level = reduced
+        depth += 1
+    return level[0], depth
