@@ -79,7 +79,7 @@ class AttentionHarness:
     def submit_descriptor(self, fields: dict) -> None:
         self.desc.send(fields)
 
-    async def run(self, timeout: int = 5_000_000) -> None:
+    async def run(self, timeout: int = 300_000) -> None:
         await self.bench.run_until(lambda: not self.scoreboard.expected, timeout=timeout)
 
     async def settle(self, cycles: int = 50) -> None:
@@ -139,7 +139,8 @@ async def random_jobs(dut):
         heads, kv_heads = _heads(rng)
         nq = int(rng.integers(1, 3 * cfg.rows + 3))
         nkv = int(rng.integers(1, 3 * cfg.cols + 3))
-        d = int(rng.choice([1, cfg.max_head_dim, int(rng.integers(1, cfg.max_head_dim + 1))]))
+        dims = [dim for dim in (1, 16, 32, 64) if dim <= cfg.max_head_dim]
+        d = int(rng.choice([*dims, cfg.max_head_dim, int(rng.integers(1, cfg.max_head_dim + 1))]))
         causal = cfg.causal and bool(rng.integers(0, 2))
         scale = float(rng.choice([1 / math.sqrt(d), 4 / math.sqrt(d), 1e-3]))
         harness.submit(*_job(rng, cfg, heads, kv_heads, nq, nkv, d), causal=causal, scale=scale,
@@ -224,16 +225,18 @@ async def bad_descriptors(dut):
 
 @cocotb.test()
 async def largest_descriptor_fields(dut):
-    """H = Hkv·G at the field maximum (255 = 5·51 query heads on one K/V head... kept short)
-    and Nkv at the field maximum against one query: counters and indices at their widths."""
+    """H = 255 query heads on Hkv = 5 (G = 51: the divider loop and the lane set-up at their
+    widths) and Nkv at the field maximum, 65535, against one query (key-block counter and
+    masks at their widths). Icarus, about 25 times slower, runs Nkv = 4097 (past 12 bits);
+    the maximum itself runs on Verilator."""
     harness = await _start(dut, gap=0.0)
     cfg = harness.config
     rng = np.random.default_rng(seed() + 5)
     heads = (1 << HEAD_BITS) - 1
     harness.submit(*_job(rng, cfg, heads, 5, 1, 2, 1), causal=False, name="H=255, Hkv=5")
-    nkv = (1 << SEQ_BITS) - 1
-    harness.submit(*_job(rng, cfg, 1, 1, 1, nkv, 1), causal=cfg.causal, name="Nkv max")
-    await harness.run(timeout=8 * nkv)
+    nkv = 4097 if "icarus" in cocotb.SIM_NAME.lower() else (1 << SEQ_BITS) - 1
+    harness.submit(*_job(rng, cfg, 1, 1, 1, nkv, 1), causal=False, name=f"Nkv={nkv}")
+    await harness.run(timeout=64 * nkv)
     harness.scoreboard.finish()
     harness.check_work()
 

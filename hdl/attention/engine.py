@@ -28,24 +28,18 @@ from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, fifo, wiring
 from amaranth.lib.memory import Memory
 
-from ..common.pipeline import delay_line, pipelined_tree
+from ..common.pipeline import delay_line, pipelined_product, pipelined_tree
 from .config import HEAD_BITS, SEQ_BITS, AttentionConfig
 from .divider import divider_latency, rounding_divider
-from .exp2 import EXP2_LATENCY, exp2_pipeline
+from .exp2 import exp2_pipeline
 from .interface import attention_signature, descriptor_layout
 
 __all__ = ["AttentionEngine"]
 
 
-def _popcount(m: Module, bits, name: str) -> Signal:
-    """Registered population count of ``bits`` (an adder tree, one cycle)."""
-    values = [bit for bit in bits]
-    while len(values) > 1:
-        values = [values[i] + values[i + 1] if i + 1 < len(values) else values[i]
-                  for i in range(0, len(values), 2)]
-    count = Signal(range(len(bits) + 1), name=name)
-    m.d.sync += count.eq(values[0])
-    return count
+def _popcount(m: Module, bits, name: str) -> tuple[Signal, int]:
+    """Population count of ``bits`` through a registered adder tree: (count, latency)."""
+    return pipelined_tree(m, list(bits), lambda a, b: a + b, name=name)
 
 
 class AttentionEngine(wiring.Component):
@@ -216,7 +210,7 @@ class AttentionEngine(wiring.Component):
                         ]
             with m.Else():
                 m.d.sync += gen_kb.eq(block_end)
-        qk_count = _popcount(m, list(qk_ctx.mask.as_value()), "qk_count")
+        qk_count, count_latency = _popcount(m, qk_ctx.mask.as_value(), "qk_count")
 
         # ------------------------------------------------------------------ pass scheduler
         HOLD_FREE, HOLD_RESERVED, HOLD_FULL = 0, 1, 2
@@ -302,19 +296,24 @@ class AttentionEngine(wiring.Component):
         hold = [[Signal(signed(cfg.score_bits), name=f"hold_{i}_{j}") for j in range(C)]
                 for i in range(R)]
         products = [[None] * C for _ in range(R)]
-        hold_written = tags[2].valid & ~tags[2].pv & tags[2].last
+        hold_written = tags[3].valid & ~tags[3].pv & tags[3].last
         softmax_shift = Signal()
         with m.If(start_pv):
             m.d.sync += [p_cur[i][j].eq(p_next[i][j]) for i in range(R) for j in range(C)]
+        # Stage 1 registers the multiplier operands (the q tile memory's output is slow),
+        # stage 2 multiplies, stage 3 accumulates or enters the row's adder tree.
+        kv_operand = Signal.like(kv_bus)
+        m.d.sync += kv_operand.eq(kv_bus)
         for i in range(R):
             for j in range(C):
-                operand = Mux(tags[1].pv, p_cur[i][j], q_bus[i])
+                operand = Signal(signed(prob + 1), name=f"operand_{i}_{j}")
+                m.d.sync += operand.eq(Mux(tags[1].pv, p_cur[i][j], q_bus[i]))
                 product = Signal(signed(prob + 1 + W), name=f"prod_{i}_{j}")
-                m.d.sync += product.eq(operand * kv_bus[j])
+                m.d.sync += product.eq(operand * kv_operand[j])
                 products[i][j] = product
                 acc = Signal(signed(cfg.score_bits), name=f"acc_{i}_{j}")
-                acc_next = Mux(tags[2].first, product, acc + product)
-                with m.If(tags[2].valid & ~tags[2].pv):
+                acc_next = Mux(tags[3].first, product, acc + product)
+                with m.If(tags[3].valid & ~tags[3].pv):
                     m.d.sync += acc.eq(acc_next)
                 with m.If(hold_written):
                     m.d.sync += hold[i][j].eq(acc_next)
@@ -323,14 +322,13 @@ class AttentionEngine(wiring.Component):
 
         # ------------------------------------------------------------------ softmax rows
         hold_ctx = Signal.like(qk_ctx)
-        hold_count = Signal.like(qk_count)
         sm_mask = Signal(data.ArrayLayout(C, R))
         sm_ctx = Signal.like(qk_ctx)
-        sm_count = Signal.like(qk_count)
+        sm_mask_all = Signal(data.ArrayLayout(C, R))      # sm_mask shifts; this one stays
         with m.If(start_qk):
             m.d.sync += hold_state.eq(HOLD_RESERVED)
         with m.If(hold_written):
-            m.d.sync += [hold_state.eq(HOLD_FULL), hold_ctx.eq(qk_ctx), hold_count.eq(qk_count)]
+            m.d.sync += [hold_state.eq(HOLD_FULL), hold_ctx.eq(qk_ctx)]
 
         scale = job.scale
         running_max = [Signal(signed(cfg.score_bits), name=f"m_{i}") for i in range(R)]
@@ -357,8 +355,8 @@ class AttentionEngine(wiring.Component):
         with m.FSM(name="softmax") as softmax:
             with m.State("IDLE"):
                 with m.If((hold_state == HOLD_FULL) & ~pnext_full):
-                    m.d.sync += [sm_wait.eq(0), sm_ctx.eq(hold_ctx), sm_count.eq(hold_count),
-                                 sm_mask.eq(hold_ctx.mask)]
+                    m.d.sync += [sm_wait.eq(0), sm_ctx.eq(hold_ctx), sm_mask.eq(hold_ctx.mask),
+                                 sm_mask_all.eq(hold_ctx.mask)]
                     m.next = "MAX"
             with m.State("MAX"):
                 m.d.sync += sm_wait.eq(sm_wait + 1)
@@ -402,26 +400,35 @@ class AttentionEngine(wiring.Component):
             ]
         m.d.sync += [sm_tag.valid.eq(sm_feed), sm_tag.alpha.eq(sm_index == 0),
                      sm_tag.last.eq(sm_index == C)]
-        out_tag = delay_line(m, sm_tag, shape=sm_tag_layout, steps=EXP2_LATENCY, enable=1,
+        probabilities = []
+        for i in range(R):
+            p, exp2_latency = exp2_pipeline(m, deltas[i], scale, cfg, name=f"exp2_{i}")
+            probabilities.append(p)
+        out_tag = delay_line(m, sm_tag, shape=sm_tag_layout, steps=exp2_latency, enable=1,
                              name="sm_tag")
+        sm_count, _ = _popcount(m, sm_mask_all.as_value(), "sm_count")
         psum = [Signal(cfg.prob_bits + 1 + C.bit_length(), name=f"psum_{i}") for i in range(R)]
-        sum_product = [Signal(cfg.sum_bits + prob, name=f"l_alpha_{i}") for i in range(R)]
-        finish = Signal()
-        m.d.sync += finish.eq(out_tag.valid & out_tag.last)
+        sum_products = []
+        for i in range(R):
+            product, sum_latency = pipelined_product(m, run_sum[i], ctx_next.alpha[i],
+                                                     name=f"l_alpha_{i}")
+            sum_products.append(product)
+        # The sum's rescale l·alpha needs alpha (the first value out) plus its multiplier.
+        finish = delay_line(m, out_tag.valid & out_tag.last, shape=1, steps=sum_latency + 1,
+                            enable=1, name="sm_finish")
         m.d.comb += softmax_done.eq(finish)
         for i in range(R):
-            masked_flag = delay_line(m, delta_masked[i], shape=1, steps=EXP2_LATENCY, enable=1,
+            masked_flag = delay_line(m, delta_masked[i], shape=1, steps=exp2_latency, enable=1,
                                      name=f"masked_{i}")
-            p = exp2_pipeline(m, deltas[i], scale, cfg, name=f"exp2_{i}")
+            p = probabilities[i]
             p_kept = Mux(masked_flag, 0, p)
             with m.If(out_tag.valid & out_tag.alpha):
                 m.d.sync += [ctx_next.alpha[i].eq(p), psum[i].eq(0)]
             with m.If(out_tag.valid & ~out_tag.alpha):
                 m.d.sync += [psum[i].eq(psum[i] + p_kept), p_next[i][C - 1].eq(p_kept)]
                 m.d.sync += [p_next[i][j].eq(p_next[i][j + 1]) for j in range(C - 1)]
-            m.d.sync += sum_product[i].eq(run_sum[i] * ctx_next.alpha[i])
             with m.If(finish):
-                rescaled = (sum_product[i] + (1 << (P - 1))) >> P
+                rescaled = (sum_products[i] + (1 << (P - 1))) >> P
                 m.d.sync += [run_sum[i].eq(rescaled + psum[i]),
                              ctx_next.sum[i].eq(rescaled + psum[i])]
         with m.If(finish):
@@ -442,20 +449,27 @@ class AttentionEngine(wiring.Component):
             total, tree_latency = pipelined_tree(m, products[i], lambda a, b: a + b,
                                                  name=f"pv_sum_{i}")
             row_sums.append(total)
-        combine = max(5, 2 + tree_latency)
+        # o_acc[t] (read at stage 1, registered at 3) times alpha, rounded, plus the tree's
+        # sum (stage 3 + tree): both meet at stage ``combine``.
+        rescales, rescale_latency = [], 0
+        for i in range(R):
+            o_old = Signal(signed(cfg.acc_bits), name=f"o_old_{i}")
+            m.d.sync += o_old.eq(o_read.data[i])
+            product, rescale_latency = pipelined_product(m, o_old, ctx_cur.alpha[i],
+                                                         name=f"o_alpha_{i}")
+            rescales.append(product)
+        combine = max(4 + rescale_latency, 3 + tree_latency)
         o_new = [Signal(signed(cfg.acc_bits), name=f"o_new_{i}") for i in range(R)]
         quotients = []
         for i in range(R):
-            rescale_3 = Signal(signed(cfg.acc_bits + prob + 1), name=f"o_alpha_{i}")
-            m.d.sync += rescale_3.eq(o_read.data[i] * ctx_cur.alpha[i])
-            rescale_4 = Signal.like(rescale_3, name=f"o_alpha_4_{i}")
-            m.d.sync += rescale_4.eq(rescale_3)
             rescaled = Signal(signed(cfg.acc_bits), name=f"o_rescaled_{i}")
-            m.d.sync += rescaled.eq(Mux(ctx_cur.first, 0, (rescale_4 + (1 << (P - 1))) >> P))
-            rescaled_at = delay_line(m, rescaled, shape=signed(cfg.acc_bits), steps=combine - 5,
-                                     enable=1, name=f"o_rescaled_d_{i}")
+            m.d.sync += rescaled.eq(Mux(ctx_cur.first, 0,
+                                        (rescales[i] + (1 << (P - 1))) >> P))
+            rescaled_at = delay_line(m, rescaled, shape=signed(cfg.acc_bits),
+                                     steps=combine - 4 - rescale_latency, enable=1,
+                                     name=f"o_rescaled_d_{i}")
             sum_at = delay_line(m, row_sums[i], shape=row_sums[i].shape(),
-                                steps=combine - 2 - tree_latency, enable=1, name=f"pv_sum_d_{i}")
+                                steps=combine - 3 - tree_latency, enable=1, name=f"pv_sum_d_{i}")
             m.d.sync += o_new[i].eq(rescaled_at + sum_at)
             quotients.append(rounding_divider(m, o_new[i], ctx_cur.sum[i], W, name=f"div_{i}"))
         written = tags[combine + 1]
@@ -502,7 +516,10 @@ class AttentionEngine(wiring.Component):
                             "softmax_busy_cycles": ~softmax.ongoing("IDLE")}.items():
             with m.If(event):
                 m.d.sync += getattr(counters, name).eq(getattr(counters, name) + 1)
-        with m.If(tags[1].valid):
-            m.d.sync += counters.useful_macs.eq(
-                counters.useful_macs + Mux(tags[1].pv, ctx_cur.count, qk_count))
+        # A QK beat counts its block's pairs once the mask's population count is out.
+        qk_counted = tags[1 + count_latency]
+        m.d.sync += counters.useful_macs.eq(
+            counters.useful_macs
+            + Mux(tags[1].valid & tags[1].pv, ctx_cur.count, 0)
+            + Mux(qk_counted.valid & ~qk_counted.pv, qk_count, 0))
         return m

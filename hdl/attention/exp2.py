@@ -7,13 +7,10 @@ import itertools
 from amaranth.hdl import Module, Mux, Signal, unsigned
 from amaranth.lib.memory import Memory
 
+from ..common.pipeline import pipelined_product
 from .config import GUARD, SCALE_FRAC, AttentionConfig
 
-__all__ = ["EXP2_LATENCY", "exp2_pipeline", "exp2_table"]
-
-#: Cycles from a delta entering :func:`exp2_pipeline` to its probability.
-EXP2_LATENCY = 4
-
+__all__ = ["exp2_pipeline", "exp2_table"]
 
 def exp2_table(config: AttentionConfig) -> list[int]:
     """T[k] = round(2**(P+GUARD) · 2**(-k/S)) for k = 0 .. S (S + 1 entries)."""
@@ -22,9 +19,10 @@ def exp2_table(config: AttentionConfig) -> list[int]:
 
 
 def exp2_pipeline(m: Module, delta: Signal, c: Signal, config: AttentionConfig, *,
-                  name: str) -> Signal:
-    """p = 2**(-u/2**F) in units of 2**-P with u = (delta·c) >> (SCALE_FRAC - F), after
-    EXP2_LATENCY cycles (free-running: one delta per cycle)."""
+                  name: str) -> tuple[Signal, int]:
+    """p = 2**(-u/2**F) in units of 2**-P with u = (delta·c) >> (SCALE_FRAC - F): returns p
+    and its latency in cycles (free-running: one delta per cycle). ``delta`` and ``c`` must
+    be registers."""
     F, P, sb = config.exp_frac_bits, config.prob_bits, config.segment_bits
     offset_bits = F - sb
     table = exp2_table(config)
@@ -36,36 +34,39 @@ def exp2_pipeline(m: Module, delta: Signal, c: Signal, config: AttentionConfig, 
     m.submodules[f"{name}_rom"] = rom
     read = rom.read_port()
 
-    # Stage 1: u = delta·c (kept with SCALE_FRAC fractional bits).
-    product = Signal(len(delta) + len(c), name=f"{name}_product")
-    m.d.sync += product.eq(delta * c)
+    # delta·c, kept with SCALE_FRAC fractional bits (a pipelined multiplier).
+    product, latency = pipelined_product(m, delta, c, name=f"{name}_uc")
     integer = product[SCALE_FRAC:]
     fraction = product[SCALE_FRAC - F:SCALE_FRAC]
-    # Stage 2: table read (the ROM's register), integer part and offset alongside.
     shift_bits = (P + GUARD + 1).bit_length()
-    underflow = Signal(name=f"{name}_underflow")
-    shift = Signal(shift_bits, name=f"{name}_shift")     # I + GUARD - 1
-    offset = Signal(max(1, offset_bits), name=f"{name}_offset")
     m.d.comb += read.addr.eq(fraction[offset_bits:])
-    m.d.sync += [
-        underflow.eq(integer >= P + 2),
-        shift.eq(integer[:shift_bits] + GUARD - 1),
-        offset.eq(fraction[:offset_bits] if offset_bits else 0),
-    ]
-    base, slope = read.data[:entry_bits], read.data[entry_bits:]
-    # Stage 3: interpolation product.
-    base_3 = Signal(entry_bits, name=f"{name}_base")
-    step = Signal(entry_bits + max(1, offset_bits), name=f"{name}_step")
-    underflow_3 = Signal(name=f"{name}_underflow_3")
-    shift_3 = Signal(shift_bits, name=f"{name}_shift_3")
-    m.d.sync += [base_3.eq(base), underflow_3.eq(underflow), shift_3.eq(shift)]
+
+    def carry(value, shape, stage):
+        register = Signal(shape, name=f"{name}_{stage}")
+        m.d.sync += register.eq(value)
+        return register
+
+    # Table read (the ROM's register), with the integer part and the offset alongside.
+    underflow = carry(integer >= P + 2, 1, "underflow_1")
+    shift = carry(integer[:shift_bits] + GUARD - 1, shift_bits, "shift_1")   # I + GUARD - 1
+    offset = carry(fraction[:offset_bits] if offset_bits else 0, max(1, offset_bits),
+                   "offset_1")
+    # A register behind the ROM (a block RAM has a slow clock-to-out).
+    base = carry(read.data[:entry_bits], entry_bits, "base_2")
+    slope = carry(read.data[entry_bits:], entry_bits, "slope_2")
+    underflow, shift, offset = (carry(underflow, 1, "underflow_2"),
+                                carry(shift, shift_bits, "shift_2"),
+                                carry(offset, max(1, offset_bits), "offset_2"))
+    # Interpolation step.
     if config.exp2 == "pwl" and offset_bits:
-        m.d.sync += step.eq((slope * offset) >> offset_bits)
+        step = carry((slope * offset) >> offset_bits, entry_bits, "step_3")
     else:
-        m.d.sync += step.eq(0)
-    # Stage 4: mantissa, rounding shift by the integer part.
-    mantissa = Signal(entry_bits, name=f"{name}_mantissa")
-    m.d.comb += mantissa.eq(base_3 - step)
-    p = Signal(P + 1, name=f"{name}_p")
-    m.d.sync += p.eq(Mux(underflow_3, 0, ((mantissa >> shift_3) + 1) >> 1))
-    return p
+        step = carry(0, entry_bits, "step_3")
+    base, underflow, shift = (carry(base, entry_bits, "base_3"),
+                              carry(underflow, 1, "underflow_3"),
+                              carry(shift, shift_bits, "shift_3"))
+    # Mantissa, then the rounding shift by the integer part.
+    mantissa = carry(base - step, entry_bits, "mantissa_4")
+    underflow, shift = carry(underflow, 1, "underflow_4"), carry(shift, shift_bits, "shift_4")
+    p = carry(Mux(underflow, 0, ((mantissa >> shift) + 1) >> 1), P + 1, "p_5")
+    return p, latency + 5

@@ -1,9 +1,9 @@
 """Small datapath helpers shared by the arrays."""
 from __future__ import annotations
 
-from amaranth.hdl import Module, Signal, Value
+from amaranth.hdl import Module, Signal, Value, signed, unsigned
 
-__all__ = ["delay_line", "pipelined_tree", "stage"]
+__all__ = ["delay_line", "pipelined_product", "pipelined_tree", "stage"]
 
 
 def stage(m: Module, value, *, enable: Value, name: str) -> Signal:
@@ -44,3 +44,38 @@ def pipelined_tree(m: Module, values, combine, *, name: str) -> tuple[Signal, in
         level = reduced
         depth += 1
     return level[0], depth
+
+
+def _pieces(value: Value, width: int) -> list[tuple[Value, int]]:
+    """``value`` as (piece, shift) pairs of at most ``width`` bits: unsigned low pieces and,
+    for a signed value, a signed top piece, so that Σ piece << shift == value."""
+    value = Value.cast(value)
+    signed_value = value.shape().signed
+    pieces = []
+    for low in range(0, len(value), width):
+        high = min(low + width, len(value))
+        piece = value[low:high]
+        if signed_value and high == len(value):
+            piece = piece.as_signed()
+        pieces.append((piece, low))
+    return pieces
+
+
+def pipelined_product(m: Module, a, b, *, name: str, piece_bits: int = 17
+                      ) -> tuple[Signal, int]:
+    """``a·b`` for wide operands as registered partial products of at most ``piece_bits`` ×
+    ``piece_bits`` (one FPGA multiplier each) summed by a registered adder tree. Returns the
+    product and its latency in cycles (free-running, one product per cycle)."""
+    terms = []
+    for index_a, (piece_a, shift_a) in enumerate(_pieces(a, piece_bits)):
+        for index_b, (piece_b, shift_b) in enumerate(_pieces(b, piece_bits)):
+            product = piece_a * piece_b
+            register = Signal(product.shape(), name=f"{name}_pp_{index_a}_{index_b}")
+            m.d.sync += register.eq(product)
+            terms.append(register << (shift_a + shift_b) if shift_a + shift_b else register)
+    total, depth = pipelined_tree(m, terms, lambda x, y: x + y, name=f"{name}_sum")
+    width = len(Value.cast(a)) + len(Value.cast(b))
+    signed_result = Value.cast(a).shape().signed or Value.cast(b).shape().signed
+    result = Signal(signed(width) if signed_result else unsigned(width), name=f"{name}_product")
+    m.d.comb += result.eq(total)
+    return result, 1 + depth
