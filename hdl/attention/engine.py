@@ -248,7 +248,7 @@ class AttentionEngine(wiring.Component):
         decide = (mode == MODE_NONE) | (issue & last_beat)
         start_pv = Signal()
         with m.If(decide):
-            with m.If(Mux(prefer_pv | (mode == MODE_QK), can_pv | ~can_qk, ~can_qk & can_pv)):
+            with m.If(Mux(prefer_pv, can_pv | ~can_qk, ~can_qk & can_pv)):
                 with m.If(can_pv):
                     m.d.comb += start_pv.eq(1)
             with m.Elif(can_qk):
@@ -371,8 +371,8 @@ class AttentionEngine(wiring.Component):
                         m.d.sync += [running_max[i].eq(merged), has_max[i].eq(1)]
                     with m.Elif(sm_ctx.first):
                         m.d.sync += has_max[i].eq(0)
-                    m.d.sync += [old_max[i].eq(running_max[i]),
-                                 alpha_live[i].eq(live & any_key[i])]
+                    # (live without a key: m stays, so alpha = E(0) = 1 all the same)
+                    m.d.sync += [old_max[i].eq(running_max[i]), alpha_live[i].eq(live)]
                     with m.If(~live):
                         m.d.sync += run_sum[i].eq(0)
                 m.d.sync += sm_index.eq(0)
