@@ -198,6 +198,36 @@ async def extremes(dut):
 
 
 @cocotb.test()
+async def stall_counters(dut):
+    """Withheld keys count as input stalls (and nothing else), a blocked output as output
+    stalls once the output queue is full; the job still completes exactly afterwards."""
+    harness = await _start(dut, gap=0.0)
+    cfg = harness.config
+    rng = np.random.default_rng(seed() + 6)
+    d = min(16, cfg.max_head_dim)
+    harness.submit(*_job(rng, cfg, 1, 1, 10 * cfg.rows, 3 * cfg.cols, d), causal=False,
+                   name="stalled")
+    held = list(harness.k.queue)
+    harness.k.queue.clear()
+    await harness.settle(600)
+    counters = harness.counters()
+    assert counters["busy_cycles"] == 0 and counters["stall_out_cycles"] == 0, counters
+    # Set-up and the first q tile take at most 2R + d + 16 cycles of the 600.
+    assert counters["stall_in_cycles"] >= 600 - (2 * cfg.rows + d + 16), counters
+    assert counters["stall_cycles"] == counters["stall_in_cycles"], counters
+    harness.k.queue.extend(held)
+    harness.o.backpressure = 1.0
+    await harness.settle(6000)
+    blocked = harness.counters()
+    assert blocked["stall_out_cycles"] >= 1000, blocked
+    assert blocked["stall_cycles"] == blocked["stall_in_cycles"] + blocked["stall_out_cycles"]
+    harness.o.backpressure = 0.0
+    await harness.run()
+    harness.scoreboard.finish()
+    harness.check_work()
+
+
+@cocotb.test()
 async def bad_descriptors(dut):
     """Zero sizes, d above the maximum, H not a multiple of Hkv (and causal without the
     option): the error flag rises, nothing comes out, the next good job is exact."""
