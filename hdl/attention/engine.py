@@ -161,25 +161,40 @@ class AttentionEngine(wiring.Component):
         gen_done = Signal()
         lane_pos = [Signal(pos_bits, name=f"lane_pos_{i}") for i in range(R)]
         lane_g = [Signal(HEAD_BITS, name=f"lane_g_{i}") for i in range(R)]
-        last_position = Mux(lane_pos[R - 1] < job.nq, lane_pos[R - 1], job.nq - 1)
-        block_end = gen_kb + C
-        block_last = (block_end >= job.nkv) | (job.causal & (block_end > last_position))
-        tile_last = gen_r0 + R >= rows_total
-        head_last = gen_head + 1 == job.kv_heads
+        # What the next block needs is derived from the generator's state through two register
+        # stages (short paths); a pass cannot start before they have settled (gen_wait).
+        gen_wait = Signal(2, init=2)
+        last_position = Signal(pos_bits)
+        block_end = Signal(pos_bits)
+        tile_last = Signal()
+        head_last = Signal()
+        first_block = Signal()
+        block_last = Signal()
+        m.d.sync += [
+            last_position.eq(Mux(lane_pos[R - 1] < job.nq, lane_pos[R - 1], job.nq - 1)),
+            block_end.eq(gen_kb + C),
+            tile_last.eq(gen_r0 + R >= rows_total),
+            head_last.eq(gen_head + 1 == job.kv_heads),
+            first_block.eq(gen_kb == 0),
+            block_last.eq((block_end >= job.nkv) | (job.causal & (block_end > last_position))),
+            gen_wait.eq(Mux(gen_wait == 0, 0, gen_wait - 1)),
+        ]
         keys_left = Signal(signed(pos_bits + 1))
         m.d.comb += keys_left.eq(job.nkv - gen_kb)
-        mask = [[Signal(name=f"mask_{i}_{j}") for j in range(C)] for i in range(R)]
+        mask = [[Signal(name=f"mask_{i}_{j}") for j in range(C)] for i in range(R)]  # registered
         for i in range(R):
             seen = Signal(signed(pos_bits + 1), name=f"seen_{i}")    # position - kb
             m.d.comb += seen.eq(lane_pos[i] - gen_kb)
             row_valid = lane_pos[i] < job.nq
             for j in range(C):
                 visible = (keys_left > j) & (~job.causal | (seen >= j))
-                m.d.comb += mask[i][j].eq(row_valid & visible)
+                m.d.sync += mask[i][j].eq(row_valid & visible)
 
         qk_ctx = Signal(data.StructLayout({
             "mask": data.ArrayLayout(C, R), "first": 1, "last": 1, "job_last": 1}))
         start_qk = Signal()
+        with m.If(starting | start_qk):
+            m.d.sync += gen_wait.eq(2)
         with m.If(starting):
             m.d.sync += [gen_head.eq(0), gen_r0.eq(0), gen_kb.eq(0), gen_done.eq(0)]
             m.d.sync += [lane_pos[i].eq(lane_pos0[i]) for i in range(R)]
@@ -187,7 +202,7 @@ class AttentionEngine(wiring.Component):
         with m.If(start_qk):
             m.d.sync += [
                 qk_ctx.mask.eq(Cat(*[Cat(*row) for row in mask])),
-                qk_ctx.first.eq(gen_kb == 0),
+                qk_ctx.first.eq(first_block),
                 qk_ctx.last.eq(block_last),
                 qk_ctx.job_last.eq(block_last & tile_last & head_last),
             ]
@@ -234,7 +249,8 @@ class AttentionEngine(wiring.Component):
         beat_t = Signal(index_bits)
         issue_qk = Signal()
         issue_pv = Signal()
-        can_qk = running & ~gen_done & q_full.bit_select(q_read_slot, 1) & (hold_state == HOLD_FREE)
+        can_qk = (running & ~gen_done & (gen_wait == 0) & q_full.bit_select(q_read_slot, 1)
+                  & (hold_state == HOLD_FREE))
         can_pv = pnext_full & (pv_in_flight == 0) & ~issue_pv
         credit_ok = ~ctx_cur.last | (credits != 0)
         m.d.comb += [
