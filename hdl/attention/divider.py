@@ -7,7 +7,13 @@ __all__ = ["divider_latency", "rounding_divider"]
 
 
 def divider_latency(width: int) -> int:
-    return width + 3
+    return width + 4
+
+
+def _delayed(m: Module, flag: Signal, name: str) -> Signal:
+    register = Signal(name=f"{flag.name}_d")
+    m.d.sync += register.eq(flag)
+    return register
 
 
 def rounding_divider(m: Module, a: Signal, total: Signal, width: int, *, name: str) -> Signal:
@@ -50,8 +56,10 @@ def rounding_divider(m: Module, a: Signal, total: Signal, width: int, *, name: s
         ]
         rem, quotient, divisor = next_rem, next_quotient, next_divisor
         negative, zero, saturate = flags
+    # Rounding, then sign and saturation, one register stage each.
     rounded = Signal(width + 1, name=f"{name}_rounded")
-    m.d.comb += rounded.eq(Mux(saturate, 1 << width, (quotient + 1) >> 1))
+    m.d.sync += rounded.eq(Mux(saturate, 1 << width, (quotient + 1) >> 1))
+    negative, zero = _delayed(m, negative, name), _delayed(m, zero, name)
     signed_value = Signal(signed(width + 2), name=f"{name}_signed")
     m.d.comb += signed_value.eq(Mux(negative, -rounded, rounded))
     lo, hi = -(1 << (width - 1)), (1 << (width - 1)) - 1
