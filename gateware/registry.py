@@ -270,7 +270,7 @@ BLOCKS: dict[str, BlockEntry] = {entry.name: entry for entry in [
             {"rows": "4", "cols": "4", "max_head_dim": "64"},
             {"rows": "8", "cols": "8", "max_head_dim": "64"},
         ),
-        demo={"rows": "4", "cols": "4", "max_head_dim": "32"},
+        demo={"rows": "2", "cols": "2", "max_head_dim": "16"},
         small={"rows": "1", "cols": "2", "max_head_dim": "16", "prob_bits": "12",
                "exp_frac_bits": "12"},
     ),

@@ -190,6 +190,18 @@ class AttentionEngine(wiring.Component):
                 visible = (keys_left > j) & (~job.causal | (seen >= j))
                 m.d.sync += mask[i][j].eq(row_valid & visible)
 
+        # Each lane's (position, head) in the next tile: + (R div G, R mod G), two stages.
+        lane_g_sum = [Signal(HEAD_BITS + 1, name=f"lane_g_sum_{i}") for i in range(R)]
+        lane_g_next = [Signal(HEAD_BITS, name=f"lane_g_next_{i}") for i in range(R)]
+        lane_pos_next = [Signal(pos_bits, name=f"lane_pos_next_{i}") for i in range(R)]
+        for i in range(R):
+            carry = lane_g_sum[i] >= group
+            m.d.sync += [
+                lane_g_sum[i].eq(lane_g[i] + advance_g),
+                lane_g_next[i].eq(Mux(carry, lane_g_sum[i] - group, lane_g_sum[i])),
+                lane_pos_next[i].eq(lane_pos[i] + advance_pos + carry),
+            ]
+
         qk_ctx = Signal(data.StructLayout({
             "mask": data.ArrayLayout(C, R), "first": 1, "last": 1, "job_last": 1}))
         start_qk = Signal()
@@ -216,13 +228,8 @@ class AttentionEngine(wiring.Component):
                         m.d.sync += gen_done.eq(1)
                 with m.Else():
                     m.d.sync += gen_r0.eq(gen_r0 + R)
-                    for i in range(R):
-                        g_sum = lane_g[i] + advance_g
-                        carry = g_sum >= group
-                        m.d.sync += [
-                            lane_g[i].eq(Mux(carry, g_sum - group, g_sum)),
-                            lane_pos[i].eq(lane_pos[i] + advance_pos + carry),
-                        ]
+                    m.d.sync += [lane_g[i].eq(lane_g_next[i]) for i in range(R)]
+                    m.d.sync += [lane_pos[i].eq(lane_pos_next[i]) for i in range(R)]
             with m.Else():
                 m.d.sync += gen_kb.eq(block_end)
         qk_count, count_latency = _popcount(m, qk_ctx.mask.as_value(), "qk_count")
