@@ -195,9 +195,13 @@ def cmd_demo(args) -> int:
                 continue
             steps.append(["sim", entry.name, *sets, "--simulator", simulator])
         small = [item for k, v in entry.small.items() for item in ("--set", f"{k}={v}")]
-        steps += [["synth", entry.name, *sets, "--target", "ecp5"],
-                  ["synth", entry.name, *(small or sets), "--target", "ice40"],
-                  ["synth", entry.name, *sets, "--target", "generic"]]
+        steps.append(["synth", entry.name, *sets, "--target", "ecp5"])
+        if small:
+            steps.append(["synth", entry.name, *small, "--target", "ice40"])
+        else:
+            print(f"[demo] {entry.name}: no configuration fits an iCE40 UP5K; skipping its "
+                  f"iCE40 step", flush=True)
+        steps.append(["synth", entry.name, *sets, "--target", "generic"])
         for step in steps:
             print(f"[demo] tensorgates {' '.join(step)}", flush=True)
             code = main(step)
