@@ -12,13 +12,12 @@ import json
 import sys
 from pathlib import Path
 
+from benchmarks.simulation import simulate_top
 from gateware.bench_harness import AttentionBenchHarness
-from gateware.generate import generate_component
 from gateware.registry import get_block
 from hdl.attention.layout import work
-from sim.runner import design_dir, run_testbench
 from synth.report import results_table_markdown
-from tensorgates.jobs import cache_key, cached, run_all
+from tensorgates.jobs import run_all
 
 __all__ = ["main"]
 
@@ -41,18 +40,9 @@ OUT_DIR = Path("build") / "bench"
 
 def _simulate_array(settings: dict, jobs: list[list[int]]) -> dict:
     config = get_block("attention").config(settings)
-    folder = design_dir(config) / "bench"
-    design = generate_component(AttentionBenchHarness(config), config, folder)
-
-    def measure() -> dict:
-        result = run_testbench(design, "verilator", "sim.bench_attention",
-                               run_dir=folder / "run", seed=1,
-                               env={"TG_BENCH_JOBS": json.dumps(jobs)})
-        if not result.passed:
-            raise RuntimeError(f"benchmark simulation failed: {result.messages} ({result.log})")
-        return {"settings": settings, "jobs": result.records["throughput"]["jobs"]}
-
-    return cached(cache_key(kind="bench-sim", verilog=design.digest, jobs=jobs), measure)
+    return {"settings": settings,
+            "jobs": simulate_top(AttentionBenchHarness(config), config, "sim.bench_attention",
+                                 jobs)}
 
 
 def _synthesize(settings: dict) -> dict:

@@ -13,12 +13,11 @@ import json
 import sys
 from pathlib import Path
 
+from benchmarks.simulation import simulate_top
 from gateware.bench_harness import GemmBenchHarness
-from gateware.generate import generate_component
 from gateware.registry import get_block
-from sim.runner import design_dir, run_testbench
 from synth.report import results_table_markdown
-from tensorgates.jobs import cache_key, cached, run_all
+from tensorgates.jobs import run_all
 
 __all__ = ["main"]
 
@@ -37,17 +36,8 @@ OUT_DIR = Path("build") / "bench"
 
 def _simulate(block: str, settings: dict, jobs: list[list[int]]) -> dict:
     config = get_block(block).config(settings)
-    folder = design_dir(config) / "bench"
-    design = generate_component(GemmBenchHarness(config), config, folder)
-
-    def measure() -> dict:
-        result = run_testbench(design, "verilator", "sim.bench_gemm", run_dir=folder / "run",
-                               seed=1, env={"TG_BENCH_JOBS": json.dumps(jobs)})
-        if not result.passed:
-            raise RuntimeError(f"benchmark simulation failed: {result.messages} ({result.log})")
-        return {"block": block, "settings": settings, "jobs": result.records["throughput"]["jobs"]}
-
-    return cached(cache_key(kind="bench-sim", verilog=design.digest, jobs=jobs), measure)
+    return {"block": block, "settings": settings,
+            "jobs": simulate_top(GemmBenchHarness(config), config, "sim.bench_gemm", jobs)}
 
 
 def _synthesize(block: str, settings: dict) -> dict:

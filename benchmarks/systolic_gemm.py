@@ -12,12 +12,11 @@ import math
 import sys
 from pathlib import Path
 
+from benchmarks.simulation import simulate_top
 from gateware.bench_harness import GemmBenchHarness
-from gateware.generate import generate_component
 from gateware.registry import get_block
-from sim.runner import design_dir, run_testbench
 from synth.report import results_table_markdown
-from tensorgates.jobs import cache_key, cached, run_all
+from tensorgates.jobs import run_all
 
 __all__ = ["fold_model_utilization", "main"]
 
@@ -40,20 +39,9 @@ def fold_model_utilization(rows: int, cols: int, m: int, k: int, n: int) -> floa
 
 def _simulate_array(settings: dict, sizes: list[int]) -> dict:
     config = get_block("systolic_gemm").config(settings)
-    folder = design_dir(config) / "bench"
-    design = generate_component(GemmBenchHarness(config), config, folder)
     jobs = [[s, s, s] for s in sizes]
-
-    def measure() -> dict:
-        result = run_testbench(design, "verilator", "sim.bench_gemm",
-                               run_dir=folder / "run", seed=1,
-                               env={"TG_BENCH_JOBS": json.dumps(jobs)})
-        if not result.passed:
-            raise RuntimeError(f"benchmark simulation failed: {result.messages} ({result.log})")
-        return {"settings": settings, "jobs": result.records["throughput"]["jobs"]}
-
-    # Cycle counts are a pure function of the Verilog and the sizes: rerun only on change.
-    return cached(cache_key(kind="bench-sim", verilog=design.digest, jobs=jobs), measure)
+    return {"settings": settings,
+            "jobs": simulate_top(GemmBenchHarness(config), config, "sim.bench_gemm", jobs)}
 
 
 def _design_key(config: dict) -> tuple:

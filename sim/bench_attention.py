@@ -9,16 +9,15 @@ from __future__ import annotations
 import json
 import math
 import os
-import time
 
 import cocotb
 from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, FallingEdge
 
 from hdl.attention.interface import ATTENTION_COUNTERS
 from hdl.attention.layout import scale_to_fixed
 from hdl.common.counters import CountersSignature
 
+from .bench_top import run_job
 from .streams import read_counters
 
 
@@ -29,27 +28,9 @@ async def throughput(dut):
     records = []
     names = (*CountersSignature.NAMES, *ATTENTION_COUNTERS)
     for n, d, causal in json.loads(os.environ["TG_BENCH_JOBS"]):
-        await FallingEdge(dut.clk)
-        dut.rst.value = 1
-        dut.start.value = 0
-        await ClockCycles(dut.clk, 2)
-        await FallingEdge(dut.clk)
-        dut.rst.value = 0
-        for name, value in (("nq", n), ("nkv", n), ("head_dim", d), ("heads", 1),
-                            ("kv_heads", 1), ("causal", causal),
-                            ("scale", scale_to_fixed(1 / math.sqrt(d)))):
-            getattr(dut, name).value = value
-        dut.start.value = 1
-        await FallingEdge(dut.clk)
-        dut.start.value = 0
-        began = time.perf_counter()
-        limit = 4 * n * n * d + 10_000
-        waited = 0
-        while not dut.done.value:
-            await ClockCycles(dut.clk, 1024)
-            waited += 1024
-            assert waited < limit, f"n={n} d={d}: no result after {waited} cycles"
-        seconds = time.perf_counter() - began
+        ports = {"nq": n, "nkv": n, "head_dim": d, "heads": 1, "kv_heads": 1, "causal": causal,
+                 "scale": scale_to_fixed(1 / math.sqrt(d))}
+        seconds = await run_job(dut, ports, 4 * n * n * d + 10_000, f"n={n} d={d}")
         counters = read_counters(dut, names)
         assert counters["cycles"] > 0, counters
         records.append({"n": n, "d": d, "causal": causal, "sim_seconds": seconds,

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import json
 import os
-import time
 
 import cocotb
 from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, FallingEdge
 
 from hdl.common.counters import CountersSignature
 
+from .bench_top import run_job
 from .streams import read_counters
 
 
@@ -25,25 +24,8 @@ async def throughput(dut):
     cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
     records = []
     for m, k, n, *mode in json.loads(os.environ["TG_BENCH_JOBS"]):
-        await FallingEdge(dut.clk)
-        dut.rst.value = 1
-        dut.start.value = 0
-        await ClockCycles(dut.clk, 2)
-        await FallingEdge(dut.clk)
-        dut.rst.value = 0
-        dut.m.value, dut.k.value, dut.n.value = m, k, n
-        dut.dense.value = mode[0] if mode else 0
-        dut.start.value = 1
-        await FallingEdge(dut.clk)
-        dut.start.value = 0
-        began = time.perf_counter()
-        limit = 4 * m * k * n + 10_000
-        waited = 0
-        while not dut.done.value:
-            await ClockCycles(dut.clk, 512)
-            waited += 512
-            assert waited < limit, f"{m}x{k}x{n}: no result after {waited} cycles"
-        seconds = time.perf_counter() - began
+        seconds = await run_job(dut, {"m": m, "k": k, "n": n, "dense": mode[0] if mode else 0},
+                                4 * m * k * n + 10_000, f"{m}x{k}x{n}")
         counters = read_counters(dut, CountersSignature.NAMES)
         assert counters["cycles"] > 0, counters
         records.append({"m": m, "k": k, "n": n, "dense": mode[0] if mode else 0,
