@@ -30,8 +30,7 @@ QUICK_HEAD_DIMS = (64,)
 #: ECP5 points: the two arrays of the issue, and a smaller d to show what the buffers follow.
 SYNTHESIS = ({"rows": "4", "cols": "4", "max_head_dim": "64"},
              {"rows": "8", "cols": "8", "max_head_dim": "64"},
-             {"rows": "4", "cols": "4", "max_head_dim": "32"},
-             {"rows": "8", "cols": "8", "max_head_dim": "32"})
+             {"rows": "4", "cols": "4", "max_head_dim": "32"})
 #: Published references at d = 64 (utilization of the multipliers).
 REFERENCES = {"FuseMax model, 1K tokens (exp/max counted busy)": 0.89,
               "H100 FlashAttention, N = 256": 0.22, "H100 FlashAttention, N = 1K": 0.35}
