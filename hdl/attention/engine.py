@@ -12,8 +12,8 @@ Dataflow (one pass over K and V, FlashAttention-2 order, FuseMax-style overlap):
 * the passes alternate QK(n+1), PV(n): while the array computes block n+1's scores and block
   n's outputs, the softmax units turn block n's scores (parked in a hold register per PE)
   into probabilities (written into a second register per PE) and the correction factor;
-  so the multipliers never wait for exp/max work once d covers its latency (about C + 10
-  cycles);
+  so the multipliers never wait for exp/max work once two passes cover its latency (about
+  C + 20 cycles);
 * each row unit keeps the running max m, the running sum l and, in a memory of d words, the
   running output o_acc, rescaled by alpha = 2**((m_old - m_new)·c) at every block; the
   tile's last PV pass divides by l on the fly and emits the tile's int8 outputs.
