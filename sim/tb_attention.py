@@ -10,12 +10,12 @@ import random
 import cocotb
 import numpy as np
 import torch
-from cocotb.clock import Clock
 
 from golden.attention import attention_exact, attention_float
 from hdl.attention.config import HEAD_BITS, SEQ_BITS, AttentionConfig
 from hdl.attention.interface import attention_signature
 from hdl.attention.layout import (
+    assemble_output,
     descriptor,
     operand_beats,
     output_beats,
@@ -25,9 +25,8 @@ from hdl.attention.layout import (
 
 from .scoreboard import Scoreboard
 from .streams import StreamBench, StreamSink, StreamSource, read_counters
-from .testbench import gap as default_gap
 from .testbench import jobs as job_count
-from .testbench import load_config, random_ints, seed, write_results
+from .testbench import random_ints, seed, start_harness, write_results
 
 
 class AttentionHarness:
@@ -108,14 +107,7 @@ class AttentionHarness:
 
 
 async def _start(dut, gap: float | None = None) -> AttentionHarness:
-    config = load_config(AttentionConfig)
-    run_seed = seed()
-    dut._log.info("seed %d (replay with --seed %d); config %s", run_seed, run_seed, config)
-    harness = AttentionHarness(dut, config, random.Random(run_seed),
-                               default_gap() if gap is None else gap)
-    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
-    await harness.bench.reset()
-    return harness
+    return await start_harness(dut, AttentionConfig, AttentionHarness, gap)
 
 
 def _heads(rng: np.random.Generator) -> tuple[int, int]:
@@ -317,7 +309,6 @@ async def user_inputs(dut):
     harness.submit(q, k, v, causal=causal, scale=scale, name="user")
     await harness.run(timeout=100_000_000)
     harness.scoreboard.finish()
-    from hdl.attention.layout import assemble_output
     o, _ = assemble_output(harness.config, np.array(harness.beats), q.shape[0], q.shape[1],
                            k.shape[0], k.shape[1], q.shape[2], causal)
     golden = attention_exact(torch.from_numpy(q), torch.from_numpy(k), torch.from_numpy(v),

@@ -9,7 +9,6 @@ import random
 import cocotb
 import numpy as np
 from amaranth.lib import data
-from cocotb.clock import Clock
 
 from golden.mx import mx_dequantize
 from hdl.quant.config import MXDequantConfig
@@ -17,8 +16,7 @@ from hdl.quant.mx import quantized_layout
 
 from .scoreboard import Scoreboard
 from .streams import StreamBench, StreamSink, StreamSource, read_counters
-from .testbench import gap as default_gap
-from .testbench import load_config, seed, write_results
+from .testbench import seed, start_harness, write_results
 
 COUNTERS = ("cycles", "busy_cycles", "stall_cycles", "stall_in_cycles", "stall_out_cycles",
             "nan_blocks")
@@ -70,14 +68,7 @@ class DequantHarness:
 
 
 async def _start(dut, gap: float | None = None) -> DequantHarness:
-    config = load_config(MXDequantConfig)
-    run_seed = seed()
-    dut._log.info("seed %d (replay with --seed %d); config %s", run_seed, run_seed, config)
-    harness = DequantHarness(dut, config, random.Random(run_seed),
-                             default_gap() if gap is None else gap)
-    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
-    await harness.bench.reset()
-    return harness
+    return await start_harness(dut, MXDequantConfig, DequantHarness, gap)
 
 
 def _every_code_blocks(config: MXDequantConfig, scales: list[int]) -> tuple[np.ndarray,

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import json
 import os
+import random
 
 import numpy as np
 
-__all__ = ["gap", "jobs", "load_config", "random_ints", "seed", "write_results"]
+__all__ = ["gap", "jobs", "load_config", "random_ints", "seed", "start_harness", "write_results"]
 
 
 def seed() -> int:
@@ -47,3 +48,18 @@ def random_ints(rng: np.random.Generator, shape, width: int) -> np.ndarray:
     """Uniform signed ``width``-bit integers (int64)."""
     lo, hi = -(1 << (width - 1)), (1 << (width - 1))
     return rng.integers(lo, hi, size=shape, dtype=np.int64)
+
+
+async def start_harness(dut, config_class, make, gap_value: float | None = None):
+    """The design point's config, the seed logged, ``make(dut, config, rng, gap)`` built, the
+    clock started and a reset applied: how every stream testbench begins."""
+    import cocotb
+    from cocotb.clock import Clock
+
+    config = load_config(config_class)
+    run_seed = seed()
+    dut._log.info("seed %d (replay with --seed %d); config %s", run_seed, run_seed, config)
+    harness = make(dut, config, random.Random(run_seed), gap() if gap_value is None else gap_value)
+    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
+    await harness.bench.reset()
+    return harness
