@@ -37,6 +37,59 @@ import numpy as np
 import torch
 
 from hdl.pim.config import PimConfig
+from hdl.pim.isa import (  # noqa: F401  (re-exported for callers of golden.pim)
+    AB,
+    AB_PIM,
+    ACT,
+    ACTAB,
+    ALL,
+    CODE_NAMES,
+    CODES,
+    EVEN,
+    F_CRF,
+    F_GRF_A,
+    F_GRF_B,
+    F_SRF,
+    FILES,
+    MODE,
+    MODES,
+    N_CODES,
+    NOP,
+    ODD,
+    OP_ADD,
+    OP_EXIT,
+    OP_FILL,
+    OP_JUMP,
+    OP_MAC,
+    OP_MAD,
+    OP_MOV,
+    OP_MUL,
+    OP_NOP,
+    OPERANDS,
+    OPS,
+    PORT_N,
+    PORT_P,
+    PRE,
+    PREA,
+    PREAB,
+    RD,
+    RDAB,
+    RDRC,
+    RDREG,
+    REF,
+    REFRESH_POSTPONE,
+    RULE_ID,
+    RULES,
+    SB,
+    SETS,
+    T_BANK,
+    T_GRF_A,
+    T_GRF_B,
+    T_SRF,
+    WR,
+    WRAB,
+    WRREG,
+)
 
 __all__ = [
     "CODES",
@@ -72,38 +125,8 @@ Tensor = torch.Tensor
 # ----------------------------------------------------------------------------------------------
 # Encodings (docs/pim.md, "Command stream" and "ISA")
 # ----------------------------------------------------------------------------------------------
-
-CODES = {"NOP": 0, "ACT": 1, "PRE": 2, "PREA": 3, "RD": 4, "WR": 5, "ACTAB": 6, "PREAB": 7,
-         "RDAB": 8, "WRAB": 9, "REF": 10, "MODE": 11, "WRREG": 12, "RDREG": 13, "RDRC": 14}
-NOP, ACT, PRE, PREA, RD, WR, ACTAB, PREAB, RDAB, WRAB, REF, MODE, WRREG, RDREG, RDRC = range(15)
-CODE_NAMES = {v: k for k, v in CODES.items()}
-#: Port N carries the single-bank commands, port P everything else.
-N_CODES = frozenset({ACT, PRE, PREA, RD, WR})
-PORT_P, PORT_N = 0, 1
-
-MODES = {"SB": 0, "AB": 1, "AB_PIM": 2}
-SB, AB, AB_PIM = 0, 1, 2
-SETS = {"ALL": 0, "EVEN": 1, "ODD": 2}
-ALL, EVEN, ODD = 0, 1, 2
-FILES = {"GRF_A": 0, "GRF_B": 1, "SRF": 2, "CRF": 3}
-F_GRF_A, F_GRF_B, F_SRF, F_CRF = 0, 1, 2, 3
-
-OPS = {"NOP": 0, "JUMP": 1, "EXIT": 2, "MAC": 4, "MUL": 5, "MAD": 6, "ADD": 7, "MOV": 8,
-       "FILL": 9}
-OP_NOP, OP_JUMP, OP_EXIT = 0, 1, 2
-OP_MAC, OP_MUL, OP_MAD, OP_ADD, OP_MOV, OP_FILL = 4, 5, 6, 7, 8, 9
-OPERANDS = {"GRF_A": 0, "GRF_B": 1, "SRF": 2, "BANK": 3}
-T_GRF_A, T_GRF_B, T_SRF, T_BANK = 0, 1, 2, 3
-
-#: Rejection rules; the id is the index, 0 = accepted. When several rules fail, the one listed
-#: first is reported.
-RULES = ("ok", "port", "code", "address", "mode", "bank_open", "bank_closed", "row_conflict",
-         "not_precharged", "pim_write_needs_wr", "tRFC", "tRP", "tRC", "tRAS", "tRTP", "tWR",
-         "tRCD", "tRRD_L", "tRRD_S", "tFAW", "tCCD_L", "tCCD_S", "tBL")
-RULE_ID = {name: i for i, name in enumerate(RULES)}
 CANONICAL_NAN = 0x7FC00000
 NEVER = -(1 << 40)
-REFRESH_POSTPONE = 8
 
 
 def encode_instruction(op: int, dst: tuple[int, int] = (T_GRF_B, 0),
