@@ -109,12 +109,12 @@ class PimUnit(wiring.Component):
         c_next = crf.read_port()         # CRF[pc + 1]
         c_reg = crf.read_port()          # register reads
 
-        pc = Signal(range(c.crf + 1))
+        pc = Signal(6)       # a JUMP target may lie beyond the CRF (0 … 31): it halts the unit
         loop_active = Signal()
         loop_count = Signal(16)
         halted = Signal()
         m.d.comb += [
-            c_cur.addr.eq(pc),
+            c_cur.addr.eq(Mux(pc < c.crf, pc, 0)),
             c_next.addr.eq(Mux(pc + 1 < c.crf, pc + 1, 0)),
         ]
         cur, nxt = c_cur.data, c_next.data
