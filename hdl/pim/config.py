@@ -56,6 +56,8 @@ class PimConfig(BlockConfig):
     dual_row_buffer: bool = param(True, "a second (PIM) row buffer per bank, as in NeuPIMs")
     bank_groups: int = param(4, "bank groups (bank b is in group b mod bank_groups)",
                              choices=(1, 2, 4))
+    x_words: int = param(4096, "x buffer of the GEMV sequencer, in lane words "
+                         "(batch × ceil(in/k))", minimum=32, maximum=65536)
     tRCD: int = _override("tRCD")
     tRP: int = _override("tRP")
     tRAS: int = _override("tRAS")
