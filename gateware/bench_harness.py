@@ -18,7 +18,7 @@ from hdl.systolic.config import DIM_BITS
 
 from .registry import get_block
 
-__all__ = ["AttentionBenchHarness", "GemmBenchHarness"]
+__all__ = ["AttentionBenchHarness", "GemmBenchHarness", "PimBenchHarness"]
 
 
 def _fill_dense(m: Module, gemm, counter: Signal) -> None:
@@ -133,4 +133,57 @@ class AttentionBenchHarness(wiring.Component):
             m.d.sync += self.checksum.eq(self.checksum ^ engine.o.payload.as_value()[:32])
             with m.If(engine.o.payload.last):
                 m.d.sync += self.done.eq(1)
+        return m
+
+
+class PimBenchHarness(wiring.Component):
+    """``start`` with a GEMV descriptor runs the PIM channel's sequencer on x lane words made on
+    chip (W is whatever the banks hold: timing does not depend on values); ``done`` rises once
+    the sequencer has issued its last command and the status stream is drained. Reports the
+    DRAM cycles of the first and last issued command and the number of commands."""
+
+    def __init__(self, config: BlockConfig):
+        from hdl.pim.sequencer import gemv_layout
+
+        from hdl.pim.interface import counters_signature
+
+        self._config = config
+        self._channel = get_block(config.block_name).build(config)
+        fields = {name: In(field.shape) for name, field in gemv_layout(config)}
+        super().__init__({
+            "start": In(1), **fields,
+            "done": Out(1),
+            "first_cycle": Out(32),
+            "last_cycle": Out(32),
+            "commands": Out(32),
+            "checksum": Out(32),
+            "counters": Out(counters_signature()),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.channel = channel = self._channel
+        wiring.connect(m, wiring.flipped(self.counters), channel.counters)
+        pending, started = Signal(), Signal()
+        with m.If(self.start):
+            m.d.sync += [pending.eq(1), started.eq(0), self.done.eq(0), self.commands.eq(0)]
+        with m.Elif(channel.gemv.valid & channel.gemv.ready):
+            m.d.sync += pending.eq(0)
+        m.d.comb += channel.gemv.valid.eq(pending)
+        for name, _ in channel.gemv.payload.shape():
+            m.d.comb += getattr(channel.gemv.payload, name).eq(getattr(self, name))
+        counter = Signal(16)
+        m.d.sync += counter.eq(counter + 1)
+        m.d.comb += [channel.x.valid.eq(1), channel.x.payload.eq(counter * 37),
+                     channel.cmd.valid.eq(0), channel.status.ready.eq(1)]
+        status = channel.status.payload
+        with m.If(channel.status.valid & status.sequencer):
+            m.d.sync += [self.last_cycle.eq(status.cycle), self.commands.eq(self.commands + 1),
+                         self.checksum.eq(self.checksum ^ status.read_data[:32])]
+            with m.If(self.commands == 0):
+                m.d.sync += self.first_cycle.eq(status.cycle)
+        with m.If(channel.gemv_busy):
+            m.d.sync += started.eq(1)
+        with m.If(started & ~channel.gemv_busy & ~channel.status.valid & ~pending):
+            m.d.sync += self.done.eq(1)
         return m

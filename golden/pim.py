@@ -854,6 +854,47 @@ def check_trace_table(table: np.ndarray, config: PimConfig) -> None:
                          f"32-bit word")
 
 
+#: DRAM cycles a raw trace may reach in the RTL (the command beat's cycle field is 32 bits;
+#: idle slots cost the simulator one or two clocks each).
+RTL_MAX_CYCLE = (1 << 31) - 1
+
+
+def check_inputs(config: PimConfig, arrays: dict[str, np.ndarray]) -> None:
+    """Check the arrays of ``tensorgates sim pim --inputs``: either a raw ``commands`` table or
+    a GEMV (``w`` int8 [out × in] and ``x`` int8 [in] or [batch × in]); ValueError naming the
+    key and what is allowed."""
+    if "commands" in arrays:
+        if "w" in arrays or "x" in arrays:
+            raise ValueError("inputs hold both 'commands' and 'w'/'x'; give a raw trace or a "
+                             "GEMV, not both")
+        table = np.asarray(arrays["commands"])
+        check_trace_table(table, config)
+        if table.size and int(table[:, 0].max()) > RTL_MAX_CYCLE:
+            raise ValueError(f"commands: cycle {int(table[:, 0].max())} is beyond the RTL's "
+                             f"command field (0 … {RTL_MAX_CYCLE})")
+        return
+    if "w" not in arrays or "x" not in arrays:
+        raise ValueError("inputs need 'commands' (a raw trace) or 'w' [out×in] and 'x' [in] or "
+                         "[batch×in] (a GEMV)")
+    if config.arithmetic != "int8":
+        raise ValueError(f"arithmetic={config.arithmetic!r} is not built in RTL yet; expected "
+                         f"'int8'")
+    w, x = np.asarray(arrays["w"]), np.asarray(arrays["x"])
+    if w.ndim != 2:
+        raise ValueError(f"w must be [out × in]; got shape {list(w.shape)}")
+    if x.ndim not in (1, 2) or x.shape[-1] != w.shape[1]:
+        raise ValueError(f"x must be [in] or [batch × in] with in = {w.shape[1]}; got shape "
+                         f"{list(x.shape)}")
+    for name, value in (("w", w), ("x", x)):
+        if not np.issubdtype(value.dtype, np.integer) or (
+                value.size and (value.min() < -128 or value.max() > 127)):
+            raise ValueError(f"{name} must hold int8 values (-128 … 127)")
+    batch = 1 if x.ndim == 1 else x.shape[0]
+    plan = plan_gemv(w.shape[0], w.shape[1], batch, config)
+    from hdl.pim.sequencer import check_gemv_fits
+    check_gemv_fits(plan)
+
+
 def run_trace(table: np.ndarray, config: PimConfig) -> dict[str, np.ndarray]:
     """Run a ``commands`` table (checked by :func:`check_trace_table`) in (cycle, port P before
     port N) order, stably, and return the per-command results (in table order) and the

@@ -87,6 +87,7 @@ class PimChannel(wiring.Component):
             from .sequencer import gemv_layout
             signature["gemv"] = In(stream.Signature(gemv_layout(config)))
             signature["x"] = In(stream.Signature(unsigned(config.lane_bits)))
+            signature["gemv_busy"] = Out(1)     # a GEMV is loading x or issuing commands
         super().__init__(signature)
 
     # ---------------------------------------------------------------------------- elaborate
@@ -317,7 +318,8 @@ class PimChannel(wiring.Component):
             seq_active, seq_loading = seq.active, seq.loading
             free_running = seq.active & ~seq.traffic
             row_q, col_q = seq.row_q, seq.col_q
-            m.d.comb += [seq.now.eq(now), seq.refresh_due.eq(due != 0)]
+            m.d.comb += [seq.now.eq(now), seq.refresh_due.eq(due != 0),
+                         self.gemv_busy.eq(seq.active | seq.loading)]
         else:
             seq_active, seq_loading, free_running = Const(0, 1), Const(0, 1), Const(0, 1)
             row_q = col_q = None
