@@ -1,9 +1,10 @@
 """The PIM channel (block ``pim``, docs/pim.md): bank arrays, row buffers, mode, refresh, the
 timing and state rules enforced in hardware, the MAC units and the GEMV sequencer.
 
-**Command slots.** One DRAM cycle is a *slot* of at least two clocks: the port-P decision
-(a raw command, or the sequencer's row / column candidate), then the port-N decision, then the
-slot's end (timing counters count down, refresh ticks). The N decision sees every effect of
+**Command slots.** One DRAM cycle is a *slot* of six clocks (one when nothing happens in it):
+the port-P decision (a raw command, or the sequencer's row / column candidate: rules, then
+commit), its status, the port-N decision (rules, commit), its status and the slot's end
+(timing counters count down, refresh ticks). The N decision sees every effect of
 the P decision (registered), as the specification orders them; the banks are simple dual-port
 memories shared in time by the two decisions and the units' ``BANK ← GRF_A`` writes. Raw
 commands carry their DRAM cycle, so DRAM time advances only when the command stream says
@@ -388,6 +389,11 @@ class PimChannel(wiring.Component):
             ]
 
         bank_index_bits = max(1, (banks - 1).bit_length())
+        # Each decision takes two clocks: the rules are evaluated and registered (P, N), then
+        # the command commits (P_COMMIT, N_COMMIT), which keeps the rule logic and the commit
+        # fan-out in separate clocks. The candidates and the state hold still in between.
+        rule_a_r, rule_b_r = Signal(RULE_BITS), Signal(RULE_BITS)
+        m.d.sync += [rule_a_r.eq(rule_a), rule_b_r.eq(rule_b if col_q is not None else 0)]
         with m.FSM(name="slot"):
             with m.State("P"):
                 m.d.comb += in_p_state.eq(1)
@@ -398,28 +404,29 @@ class PimChannel(wiring.Component):
                         m.d.comb += [self.cmd.ready.eq(1), reject_port.eq(1),
                                      rejected_event.eq(1)]
                 with m.Elif(ready):
-                    m.d.comb += p_decision.eq(1)
-                    m.next = "P_STATUS"
-                    if row_q is not None:
-                        with m.If(seq_active):
-                            took_a = row_q.valid & (rule_a == 0)
-                            took_b = ~took_a & col_q.valid & (rule_b == 0)
-                            m.d.comb += [seq.decide.eq(1), row_q.took.eq(took_a),
-                                         col_q.took.eq(took_b), take_b.eq(took_b),
-                                         commit.eq(took_a | took_b),
-                                         accepted_event.eq(took_a | took_b)]
-                            m.d.sync += pending_from(1, 0, 1, Mux(took_b, col_q.tag, row_q.tag))
-                            m.d.sync += pending_valid.eq(took_a | took_b)
-                    with m.If(~seq_active & head_now & ~head_is_n):
-                        m.d.comb += [self.cmd.ready.eq(1), commit.eq(rule_a == 0),
-                                     accepted_event.eq(rule_a == 0),
-                                     rejected_event.eq(rule_a != 0)]
-                        m.d.sync += pending_from(rule_a == 0, rule_a, 0)
-                    with m.Elif(~seq_active):
-                        m.d.sync += pending_valid.eq(0)
-                        with m.If(head_later):
-                            m.d.comb += idle_end.eq(1)
-                            m.next = "P"
+                    m.next = "P_COMMIT"
+                    with m.If(~seq_active & ~head_now & head_later):
+                        m.d.comb += idle_end.eq(1)      # nothing happens in this slot
+                        m.next = "P"
+            with m.State("P_COMMIT"):
+                m.d.comb += [in_p_state.eq(1), p_decision.eq(1)]
+                m.next = "P_STATUS"
+                m.d.sync += pending_valid.eq(0)
+                if row_q is not None:
+                    with m.If(seq_active):
+                        took_a = row_q.valid & (rule_a_r == 0)
+                        took_b = ~took_a & col_q.valid & (rule_b_r == 0)
+                        m.d.comb += [seq.decide.eq(1), row_q.took.eq(took_a),
+                                     col_q.took.eq(took_b), take_b.eq(took_b),
+                                     commit.eq(took_a | took_b),
+                                     accepted_event.eq(took_a | took_b)]
+                        m.d.sync += pending_from(1, 0, 1, Mux(took_b, col_q.tag, row_q.tag))
+                        m.d.sync += pending_valid.eq(took_a | took_b)
+                with m.If(~seq_active & head_now & ~head_is_n):
+                    m.d.comb += [self.cmd.ready.eq(1), commit.eq(rule_a_r == 0),
+                                 accepted_event.eq(rule_a_r == 0),
+                                 rejected_event.eq(rule_a_r != 0)]
+                    m.d.sync += pending_from(rule_a_r == 0, rule_a_r, 0)
                 m.d.sync += [pending_unit.eq(self._unit_of(sel_bank)),
                              pending_bank.eq(sel_bank[:bank_index_bits])]
             with m.State("P_STATUS"):
@@ -437,15 +444,17 @@ class PimChannel(wiring.Component):
                         m.d.comb += [self.cmd.ready.eq(1), reject_port.eq(1),
                                      rejected_event.eq(1)]
                     with m.Elif(head_now):
-                        m.d.comb += [n_decision.eq(1), self.cmd.ready.eq(1),
-                                     commit.eq(rule_a == 0), accepted_event.eq(rule_a == 0),
-                                     rejected_event.eq(rule_a != 0)]
-                        m.d.sync += pending_from(rule_a == 0, rule_a, 0)
-                        m.next = "N_STATUS"
+                        m.next = "N_COMMIT"
                     with m.Elif(head_later | (~self.cmd.valid & free_running)):
                         m.d.sync += pending_valid.eq(0)
                         m.next = "N_STATUS"
+            with m.State("N_COMMIT"):
+                m.d.comb += [n_decision.eq(1), self.cmd.ready.eq(1),
+                             commit.eq(rule_a_r == 0), accepted_event.eq(rule_a_r == 0),
+                             rejected_event.eq(rule_a_r != 0)]
+                m.d.sync += pending_from(rule_a_r == 0, rule_a_r, 0)
                 m.d.sync += pending_bank.eq(head.bank[:bank_index_bits])
+                m.next = "N_STATUS"
             with m.State("N_STATUS"):
                 m.d.comb += [status_fifo.w_en.eq(pending_valid), status_in.eq(pending),
                              end_slot.eq(1)]
