@@ -69,8 +69,9 @@ from golden.pim import (
 )
 from hdl.pim.config import PimConfig
 
-__all__ = ["CYCLE_LIMIT", "INSTRUCTION_FORMS", "coverage", "illegal_streams", "instruction_form",
-           "legal_stream", "mixed_stream", "row_writes", "sorted_order", "unreachable_rules"]
+__all__ = ["CYCLE_LIMIT", "INSTRUCTION_FORMS", "coverage", "erase", "illegal_streams",
+           "instruction_form", "legal_stream", "mixed_stream", "quiet_cycles", "row_writes",
+           "shifted", "sorted_order", "unreachable_rules"]
 
 #: Offered cycles stay below this (the command beat's cycle field is 32 bits wide).
 CYCLE_LIMIT = 1 << 31
@@ -89,6 +90,46 @@ INSTRUCTION_FORMS: tuple[tuple[int, int, int, int | None], ...] = (
 )
 _FORM_KEYS = {(op, dst, s0): s1 for op, dst, s0, s1 in INSTRUCTION_FORMS}
 _RESERVED_OPS = (3, 10, 11, 12, 13, 14, 15)
+
+
+def quiet_cycles(config: PimConfig) -> int:
+    """Cycles after which no timing rule looks back any more (every window has run out)."""
+    t = config.timing_values
+    return 1 + max(t["tRC"], t["tRAS"] + t["tRP"], t["tRFC"], t["tFAW"],
+                   t["tWL"] + t["tBL"] + t["tWR"], t["tRRD_L"], t["tCCD_L"], t["tBL"],
+                   t["tRCD"] + t["tRTP"])
+
+
+def shifted(commands: Sequence[Command], offset: int) -> list[Command]:
+    """``commands`` ``offset`` cycles later. A stream generated from reset stays legal after
+    any state with every buffer closed, SB mode, units at reset and all timing windows run
+    out (:func:`quiet_cycles`), e.g. after :func:`erase`: refresh ticks fall elsewhere, which
+    changes no rule."""
+    return [dataclasses.replace(cmd, cycle=cmd.cycle + offset) for cmd in commands]
+
+
+def erase(config: PimConfig) -> list[Command]:
+    """From reset: zeros into every column of every row of every bank (AB-mode broadcast
+    writes, a REF between rows when one is due) and into every register of every unit
+    (broadcast WRREG), ending in SB mode with every buffer closed: the golden model's state
+    at reset, whatever the memories held before."""
+    b = _Builder(config, random.Random(0))
+    b.set_mode(AB)
+    zero = bytes(config.column_bytes)
+    for row in range(config.rows):
+        b.place(ACTAB, ALL, row)
+        for column in range(config.columns):
+            b.place(WRAB, ALL, 0, column, zero)
+        b.place(PREAB, ALL)
+        if b.due():
+            b.place(REF)
+    c = config
+    for file, size in ((F_GRF_A, c.grf), (F_GRF_B, c.grf), (F_SRF, c.srf), (F_CRF, c.crf)):
+        for index in range(size):
+            for piece in range(c.acc_pieces if file == F_GRF_B else 1):
+                b.place(WRREG, 0, _reg(file, index), piece, zero)
+    b.set_mode(SB)
+    return b.commands
 
 
 def sorted_order(commands: Sequence[Command]) -> list[int]:
@@ -435,10 +476,7 @@ class _Builder:
         """Close everything, SB mode, and let every timing history run out."""
         self.close_all()
         self.set_mode(SB)
-        t = self.t
-        self.now += 1 + max(t["tRC"], t["tRAS"] + t["tRP"], t["tRFC"], t["tFAW"],
-                            t["tWL"] + t["tBL"] + t["tWR"], t["tRRD_L"], t["tCCD_L"], t["tBL"],
-                            t["tRCD"] + t["tRTP"])
+        self.now += quiet_cycles(self.config)
 
     def delay(self) -> int:
         """Extra cycles after the earliest legal one: overridden by the random streams."""

@@ -42,10 +42,13 @@ from sim.pim_traces import (
     CYCLE_LIMIT,
     INSTRUCTION_FORMS,
     coverage,
+    erase,
     illegal_streams,
     legal_stream,
     mixed_stream,
+    quiet_cycles,
     row_writes,
+    shifted,
     sorted_order,
     unreachable_rules,
 )
@@ -203,6 +206,30 @@ def test_row_writes_after_a_prefix():
     out = _run(prefix + writes, config)
     assert out["accepted"].all()
     assert sum(cmd.code == pim.WR for cmd in writes) == 2 * config.banks * config.columns
+
+
+@pytest.mark.parametrize("name", ["1 bank", "4 banks pair gddr6 single", "overrides"])
+def test_streams_from_reset_run_the_same_after_an_erase(name):
+    """After ``erase`` (every bank column and register zeroed, SB mode, all closed) a stream
+    generated from reset, shifted past it, is decided exactly as from reset."""
+    config = _config(name)
+    model = PimModel(config)
+    model.mem[:] = 0x5A
+    model.grf_a[:], model.grf_b[:], model.srf[:], model.crf[:] = 1, 2, 3, 4
+    cleared = erase(config)
+    assert all(r.accepted for r in model.run(cleared))
+    fresh = PimModel(config)
+    for key in ("mem", "grf_a", "grf_b", "srf", "crf"):
+        assert np.array_equal(getattr(model, key), getattr(fresh, key)), key
+    assert model.checker.mode == pim.SB and model.pc == fresh.pc
+    origin = model.cycles + quiet_cycles(config)
+    streams = [mixed_stream(config, random.Random(8), 400),
+               *illegal_streams(config, random.Random(9)).values()]
+    for commands in streams:
+        alone = _run(commands, config)
+        after = _run(cleared + shifted(commands, origin), config)
+        for key in ("accepted", "rule", "has_read", "read_data"):
+            assert np.array_equal(after[key][len(cleared):], alone[key]), key
 
 
 # ----------------------------------------------------------------------------------------------
