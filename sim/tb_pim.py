@@ -201,8 +201,9 @@ class PimHarness:
 
     # -------------------------------------------------------------- running
     def timeout(self) -> int:
-        """Clocks to allow: a slot takes up to four, each beat some more (gaps, back-pressure)."""
-        return 8 * self.model.cycles + 64 * len(self.scoreboard.expected) + 20_000
+        """Clocks to allow: a few per DRAM cycle (a slot with commands takes several), and some
+        per beat (gaps, back-pressure)."""
+        return 12 * self.model.cycles + 64 * len(self.scoreboard.expected) + 20_000
 
     async def run(self) -> None:
         """Until every expected beat came, then a while longer (nothing more may come)."""
