@@ -16,6 +16,7 @@ from amaranth.lib import wiring
 
 from hdl.attention.config import AttentionConfig
 from hdl.common.config import BlockConfig
+from hdl.pim.config import PimConfig
 from hdl.quant.config import KiviQuantConfig, MXDequantConfig, MXQuantConfig
 from hdl.sparse.config import NMSparseGemmConfig, NMSparseMacConfig
 from hdl.systolic.config import SystolicGemmConfig
@@ -275,6 +276,43 @@ BLOCKS: dict[str, BlockEntry] = {entry.name: entry for entry in [
         # No configuration fits an iCE40 UP5K yet: 1×1, width 4, d ≤ 8, prob_bits 8 needs
         # 5681 of its 5280 logic cells (the softmax unit's multipliers end up in LUTs).
         small={},
+    ),
+    BlockEntry(
+        name="pim",
+        summary="PIM bank logic (HBM-PIM / AiM / NeuPIMs): DRAM banks with MAC units per bank or "
+                "bank pair, all-bank PIM mode, dual row buffers, DRAM timing enforced in "
+                "hardware, a GEMV sequencer",
+        config_class=PimConfig,
+        factory="hdl.pim:make_pim",
+        golden="golden.pim:run_trace",
+        testbench="sim.tb_pim",
+        benchmark="benchmarks.pim",
+        check_inputs="golden.pim:check_inputs",
+        input_keys=("commands", "w", "x"),
+        output_keys=("y", "accepted", "rule", "read_data"),
+        regression=(
+            {"banks": "4", "rows": "16", "columns": "16", "column_bits": "128", "lanes": "8"},
+            {"banks": "1", "rows": "8", "columns": "8", "column_bits": "64", "lanes": "4",
+             "dual_row_buffer": "false", "timing": "gddr6", "grf": "4", "srf": "2",
+             "crf": "12"},
+            {"banks": "16", "rows": "8", "columns": "8", "column_bits": "64", "lanes": "8",
+             "unit": "pair", "timing": "gddr6", "bank_groups": "2"},
+        ),
+        regression_full=(
+            {},
+            {"banks": "16", "rows": "16", "columns": "8", "column_bits": "64", "lanes": "2",
+             "dual_row_buffer": "false", "grf": "16", "srf": "16"},
+            {"banks": "2", "rows": "4", "columns": "4", "column_bits": "256", "lanes": "1",
+             "unit": "pair", "tCCD_L": "1", "tRRD_L": "1", "tRRD_S": "1", "tREFI": "200",
+             "tRFC": "20"},
+        ),
+        synthesis=(
+            {"banks": "4", "rows": "16", "column_bits": "64", "lanes": "8"},
+            {"banks": "16", "rows": "16", "column_bits": "64", "lanes": "8", "unit": "pair"},
+        ),
+        demo={"banks": "4", "rows": "16", "columns": "16", "column_bits": "128", "lanes": "8"},
+        small={"banks": "1", "rows": "4", "columns": "4", "column_bits": "64", "lanes": "2",
+               "grf": "2", "srf": "1", "crf": "4", "dual_row_buffer": "false"},
     ),
 ]}
 

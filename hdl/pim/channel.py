@@ -397,7 +397,9 @@ class PimChannel(wiring.Component):
         with m.FSM(name="slot"):
             with m.State("P"):
                 m.d.comb += in_p_state.eq(1)
-                ready = status_fifo.w_rdy & ~seq_loading & (self.cmd.valid | free_running)
+                clearing = any_of(unit.clearing for unit in unit_list)
+                ready = status_fifo.w_rdy & ~seq_loading & ~clearing \
+                    & (self.cmd.valid | free_running)
                 with m.If(head_late):
                     # a command of a slot already ended (out of order or a duplicate)
                     with m.If(status_fifo.w_rdy):

@@ -11,6 +11,8 @@ Timing, relative to the channel's decision clock ``t`` of a command addressed to
   (``MOV``, ``FILL``) are written, register reads come out (``reg_rdata``);
 * ``t+2``: the lane dot products are formed and registered;
 * ``t+3``: GRF_B results are written, so the next decision (``t+4`` or later) sees them.
+
+After reset the unit zeroes its register files, one entry per clock (``clearing``).
 """
 from __future__ import annotations
 
@@ -78,6 +80,7 @@ class PimUnit(wiring.Component):
             "bank_wdata": Out(c.column_bits),
             "reg_rdata": Out(c.column_bits),
             "illegal": Out(1),
+            "clearing": Out(1),     # the register files are being zeroed after reset
         })
 
     def elaborate(self, platform):
@@ -353,4 +356,15 @@ class PimUnit(wiring.Component):
             m.d.comb += [b_write.addr.eq(reg_index & grf_mask),
                          b_write.data.eq(Mux(self.reg_clear, 0, piece_data)),
                          b_write.en.eq(piece_lanes)]
+        # after reset every register file reads zero (docs/pim.md, "Registers"): one entry of
+        # each per clock, while the channel waits
+        depth = max(c.grf, c.srf, c.crf)
+        clear_index = Signal(range(depth + 1))
+        m.d.comb += self.clearing.eq(clear_index < depth)
+        with m.If(self.clearing):
+            m.d.sync += clear_index.eq(clear_index + 1)
+            for port, size, enable in ((a_write, c.grf, 1), (s_write, c.srf, 1),
+                                       (c_write, c.crf, 1), (b_write, c.grf, Const(-1, L))):
+                m.d.comb += [port.addr.eq(clear_index[:max(1, (size - 1).bit_length())]),
+                             port.data.eq(0), port.en.eq(Mux(clear_index < size, enable, 0))]
         return m
