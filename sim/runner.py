@@ -2,6 +2,7 @@
 and simulator, reused while the Verilog is unchanged; results as a small record."""
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -139,13 +140,16 @@ def run_testbench(design: GeneratedDesign, simulator: str, test_module: str, *, 
     stamp = build_dir / "tensorgates.stamp"
     stamp_text = json.dumps({"verilog": design.digest, "args": _BUILD_ARGS[simulator],
                              "waves": waves})
-    if not (stamp.exists() and stamp.read_text() == stamp_text):
-        shutil.rmtree(build_dir, ignore_errors=True)
-        runner.build(sources=[design.verilog], hdl_toplevel=design.top,
-                     build_dir=build_dir, build_args=_BUILD_ARGS[simulator],
-                     timescale=("1ns", "1ps"), waves=waves,
-                     log_file=folder / f"build_{simulator}.log")
-        stamp.write_text(stamp_text)
+    # one build per folder at a time: parallel test workers may ask for the same design point
+    with open(folder / f"build_{simulator}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (stamp.exists() and stamp.read_text() == stamp_text):
+            shutil.rmtree(build_dir, ignore_errors=True)
+            runner.build(sources=[design.verilog], hdl_toplevel=design.top,
+                         build_dir=build_dir, build_args=_BUILD_ARGS[simulator],
+                         timescale=("1ns", "1ps"), waves=waves,
+                         log_file=folder / f"build_{simulator}.log")
+            stamp.write_text(stamp_text)
 
     extra_env = {"TG_RESULTS": str(records_dir), "TG_SEED": str(seed),
                  "COCOTB_ANSI_OUTPUT": "0", **(env or {})}

@@ -36,7 +36,9 @@ def _config(block: str, pairs: list[str]):
     from gateware.registry import get_block
     try:
         entry = get_block(block)
-        return entry, entry.config(_settings(pairs))
+        config = entry.config(_settings(pairs))
+        config.check_rtl()
+        return entry, config
     except ValueError as error:
         raise UsageError(str(error)) from None
 

@@ -61,6 +61,10 @@ class BlockConfig:
     def check(self) -> None:
         """Cross-field checks of a subclass (raise ``ValueError`` naming the fields)."""
 
+    def check_rtl(self) -> None:
+        """What the RTL cannot build yet although the golden model accepts it (``ValueError``
+        naming the field); the command line calls it before generating anything."""
+
     @classmethod
     def _check_field(cls, field: dataclasses.Field, value: Any) -> None:
         kind = field.type if isinstance(field.type, str) else field.type.__name__

@@ -56,6 +56,9 @@ __all__ = ["PimChannel"]
 
 _TIMING_ORDER = ("tRFC", "tRP", "tRC", "tRAS", "tRTP", "tWR", "tRCD", "tRRD_L", "tRRD_S",
                  "tFAW", "tCCD_L", "tCCD_S", "tBL")
+#: Rules a decision evaluates, in priority order (``port`` is the front end's).
+_CHECK_ORDER = ("code", "address", "mode", "bank_open", "bank_closed", "row_conflict",
+                "not_precharged", "pim_write_needs_wr", *_TIMING_ORDER)
 
 
 def _is(code, *codes):
@@ -72,9 +75,7 @@ class PimChannel(wiring.Component):
     then absent)."""
 
     def __init__(self, config: PimConfig, *, with_sequencer: bool = True):
-        if config.arithmetic != "int8":
-            raise ValueError(f"pim: arithmetic={config.arithmetic!r} is not built in RTL yet; "
-                             f"expected 'int8' (bf16 lanes exist in the golden model only)")
+        config.check_rtl()
         self.config = config
         self.with_sequencer = with_sequencer
         signature = {
@@ -285,15 +286,16 @@ class PimChannel(wiring.Component):
             uses_bus = _is(code, RD, WR, WRREG, RDREG, RDRC) | ((code == WRAB) & (mode == AB))
             d["uses_bus"] = uses_bus
             fails["tBL"] = uses_bus & (bus != 0)
-            rule = Signal(RULE_BITS, name="rule")
-            order = ["code", "address", "mode", "bank_open", "bank_closed", "row_conflict",
-                     "not_precharged", "pim_write_needs_wr", *_TIMING_ORDER]
+            failed = Signal(len(_CHECK_ORDER), name="failed")
+            m.d.comb += failed.eq(Cat(fails.get(name, Const(0, 1)) for name in _CHECK_ORDER))
+            return failed
+
+        def first_rule(failed):
+            """The id of the first failing rule (0: none) of a registered ``failed`` vector."""
             chain = Const(0, RULE_BITS)
-            for name in reversed(order):
-                if name in fails:
-                    chain = Mux(fails[name], RULE_ID[name], chain)
-            m.d.comb += rule.eq(chain)
-            return rule
+            for index, name in reversed(list(enumerate(_CHECK_ORDER))):
+                chain = Mux(failed[index], RULE_ID[name], chain)
+            return chain
 
         # ------------------------------------------------------------------ front end
         m.submodules.status_fifo = status_fifo = fifo.SyncFIFOBuffered(
@@ -341,9 +343,9 @@ class PimChannel(wiring.Component):
         with m.Else():
             m.d.comb += [a_code.eq(head.code), a_bank.eq(head.bank), a_row.eq(head.row),
                          a_col.eq(head.column), a_data.eq(head.data)]
-        rule_a = check(decode(a_code, a_bank, a_row, a_col))
+        failed_a = check(decode(a_code, a_bank, a_row, a_col))
         if col_q is not None:
-            rule_b = check(decode(col_q.code, col_q.bank, col_q.row, col_q.column))
+            failed_b = check(decode(col_q.code, col_q.bank, col_q.row, col_q.column))
 
         # ------------------------------------------------------------------ slot machine
         commit = Signal()           # the selected command is accepted now
@@ -392,8 +394,12 @@ class PimChannel(wiring.Component):
         # Each decision takes two clocks: the rules are evaluated and registered (P, N), then
         # the command commits (P_COMMIT, N_COMMIT), which keeps the rule logic and the commit
         # fan-out in separate clocks. The candidates and the state hold still in between.
-        rule_a_r, rule_b_r = Signal(RULE_BITS), Signal(RULE_BITS)
-        m.d.sync += [rule_a_r.eq(rule_a), rule_b_r.eq(rule_b if col_q is not None else 0)]
+        failed_a_r = Signal(len(_CHECK_ORDER))
+        failed_b_r = Signal(len(_CHECK_ORDER))
+        m.d.sync += [failed_a_r.eq(failed_a),
+                     failed_b_r.eq(failed_b if col_q is not None else 0)]
+        rule_a_r = first_rule(failed_a_r)
+        legal_a, legal_b = failed_a_r == 0, failed_b_r == 0
         with m.FSM(name="slot"):
             with m.State("P"):
                 m.d.comb += in_p_state.eq(1)
@@ -416,8 +422,8 @@ class PimChannel(wiring.Component):
                 m.d.sync += pending_valid.eq(0)
                 if row_q is not None:
                     with m.If(seq_active):
-                        took_a = row_q.valid & (rule_a_r == 0)
-                        took_b = ~took_a & col_q.valid & (rule_b_r == 0)
+                        took_a = row_q.valid & legal_a
+                        took_b = ~took_a & col_q.valid & legal_b
                         m.d.comb += [seq.decide.eq(1), row_q.took.eq(took_a),
                                      col_q.took.eq(took_b), take_b.eq(took_b),
                                      commit.eq(took_a | took_b),
@@ -425,10 +431,9 @@ class PimChannel(wiring.Component):
                         m.d.sync += pending_from(1, 0, 1, Mux(took_b, col_q.tag, row_q.tag))
                         m.d.sync += pending_valid.eq(took_a | took_b)
                 with m.If(~seq_active & head_now & ~head_is_n):
-                    m.d.comb += [self.cmd.ready.eq(1), commit.eq(rule_a_r == 0),
-                                 accepted_event.eq(rule_a_r == 0),
-                                 rejected_event.eq(rule_a_r != 0)]
-                    m.d.sync += pending_from(rule_a_r == 0, rule_a_r, 0)
+                    m.d.comb += [self.cmd.ready.eq(1), commit.eq(legal_a),
+                                 accepted_event.eq(legal_a), rejected_event.eq(~legal_a)]
+                    m.d.sync += pending_from(legal_a, rule_a_r, 0)
                 m.d.sync += [pending_unit.eq(self._unit_of(sel_bank)),
                              pending_bank.eq(sel_bank[:bank_index_bits])]
             with m.State("P_STATUS"):
@@ -452,9 +457,9 @@ class PimChannel(wiring.Component):
                         m.next = "N_STATUS"
             with m.State("N_COMMIT"):
                 m.d.comb += [n_decision.eq(1), self.cmd.ready.eq(1),
-                             commit.eq(rule_a_r == 0), accepted_event.eq(rule_a_r == 0),
-                             rejected_event.eq(rule_a_r != 0)]
-                m.d.sync += pending_from(rule_a_r == 0, rule_a_r, 0)
+                             commit.eq(legal_a), accepted_event.eq(legal_a),
+                             rejected_event.eq(~legal_a)]
+                m.d.sync += pending_from(legal_a, rule_a_r, 0)
                 m.d.sync += pending_bank.eq(head.bank[:bank_index_bits])
                 m.next = "N_STATUS"
             with m.State("N_STATUS"):

@@ -98,6 +98,12 @@ class PimConfig(BlockConfig):
                              f"expected tREFI > tRFC")
 
     # ------------------------------------------------------------------ geometry
+    def check_rtl(self) -> None:
+        if self.arithmetic != "int8":
+            raise ValueError(f"{self.block_name}: arithmetic={self.arithmetic!r} is not built in "
+                             f"RTL yet; expected 'int8' (bf16 lanes exist in the golden model "
+                             f"only)")
+
     @property
     def units(self) -> int:
         return self.banks if self.unit == "bank" else self.banks // 2

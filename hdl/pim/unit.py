@@ -55,9 +55,7 @@ class PimUnit(wiring.Component):
     """Registers and lane datapath of one unit; the channel decides, the unit executes."""
 
     def __init__(self, config: PimConfig):
-        if config.arithmetic != "int8":
-            raise ValueError(f"pim: arithmetic={config.arithmetic!r} is not built in RTL yet; "
-                             f"expected 'int8' (bf16 lanes exist in the golden model only)")
+        config.check_rtl()
         self.config = c = config
         self.grf_bits = max(1, (c.grf - 1).bit_length())
         super().__init__({
