@@ -143,9 +143,8 @@ class PimBenchHarness(wiring.Component):
     DRAM cycles of the first and last issued command and the number of commands."""
 
     def __init__(self, config: BlockConfig):
-        from hdl.pim.sequencer import gemv_layout
-
         from hdl.pim.interface import counters_signature
+        from hdl.pim.sequencer import gemv_layout
 
         self._config = config
         self._channel = get_block(config.block_name).build(config)
