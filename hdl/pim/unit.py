@@ -290,7 +290,9 @@ class PimUnit(wiring.Component):
             ]
 
         # register read data
-        piece_out = Signal(col_bits)
+        # only the words a piece can fill (a constant-zero remainder would be a process of
+        # constants, which Icarus never evaluates)
+        piece_out = Signal(32 * min(words, L))
         pieces = c.acc_pieces
         with m.Switch(st_reg_piece):
             for piece in range(pieces):
