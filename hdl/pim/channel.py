@@ -399,6 +399,7 @@ class PimChannel(wiring.Component):
         m.d.sync += [failed_a_r.eq(failed_a),
                      failed_b_r.eq(failed_b if col_q is not None else 0)]
         rule_a_r = first_rule(failed_a_r)
+        raw_p_now = Signal()        # the P decision is a raw command of this slot
         legal_a, legal_b = failed_a_r == 0, failed_b_r == 0
         with m.FSM(name="slot"):
             with m.State("P"):
@@ -413,6 +414,7 @@ class PimChannel(wiring.Component):
                                      rejected_event.eq(1)]
                 with m.Elif(ready):
                     m.next = "P_COMMIT"
+                    m.d.sync += raw_p_now.eq(~seq_active & head_now & ~head_is_n)
                     with m.If(~seq_active & ~head_now & head_later):
                         m.d.comb += idle_end.eq(1)      # nothing happens in this slot
                         m.next = "P"
@@ -430,7 +432,7 @@ class PimChannel(wiring.Component):
                                      accepted_event.eq(took_a | took_b)]
                         m.d.sync += pending_from(1, 0, 1, Mux(took_b, col_q.tag, row_q.tag))
                         m.d.sync += pending_valid.eq(took_a | took_b)
-                with m.If(~seq_active & head_now & ~head_is_n):
+                with m.If(raw_p_now):
                     m.d.comb += [self.cmd.ready.eq(1), commit.eq(legal_a),
                                  accepted_event.eq(legal_a), rejected_event.eq(~legal_a)]
                     m.d.sync += pending_from(legal_a, rule_a_r, 0)
