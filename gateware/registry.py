@@ -294,17 +294,18 @@ BLOCKS: dict[str, BlockEntry] = {entry.name: entry for entry in [
             {"banks": "4", "rows": "16", "columns": "16", "column_bits": "128", "lanes": "8"},
             {"banks": "1", "rows": "8", "columns": "8", "column_bits": "64", "lanes": "4",
              "dual_row_buffer": "false", "timing": "gddr6", "grf": "4", "srf": "2",
-             "crf": "12"},
-            {"banks": "16", "rows": "8", "columns": "8", "column_bits": "64", "lanes": "8",
-             "unit": "pair", "timing": "gddr6", "bank_groups": "2"},
-        ),
-        regression_full=(
-            {},
-            {"banks": "16", "rows": "16", "columns": "8", "column_bits": "64", "lanes": "2",
-             "dual_row_buffer": "false", "grf": "16", "srf": "16"},
+             "crf": "12", "x_words": "256"},
             {"banks": "2", "rows": "4", "columns": "4", "column_bits": "256", "lanes": "1",
              "unit": "pair", "tCCD_L": "1", "tRRD_L": "1", "tRRD_S": "1", "tREFI": "200",
-             "tRFC": "20"},
+             "tRFC": "20", "x_words": "256"},
+        ),
+        # banks 16 (both unit kinds, both presets, single and dual buffers) and the defaults
+        regression_full=(
+            {},
+            {"banks": "16", "rows": "4", "columns": "4", "column_bits": "64", "lanes": "2",
+             "unit": "pair", "timing": "gddr6", "bank_groups": "2", "x_words": "256"},
+            {"banks": "16", "rows": "16", "columns": "8", "column_bits": "64", "lanes": "2",
+             "dual_row_buffer": "false", "grf": "16", "srf": "16", "x_words": "512"},
         ),
         synthesis=(
             {"banks": "4", "rows": "16", "column_bits": "64", "lanes": "8"},
