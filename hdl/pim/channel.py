@@ -1,13 +1,13 @@
 """The PIM channel (block ``pim``, docs/pim.md): bank arrays, row buffers, mode, refresh, the
 timing and state rules enforced in hardware, the MAC units and the GEMV sequencer.
 
-**Command slots.** One DRAM cycle is a *slot* of six clocks (one when nothing happens in it):
-the port-P decision (a raw command, or the sequencer's row / column candidate: rules, then
-commit), its status, the port-N decision (rules, commit), its status and the slot's end
-(timing counters count down, refresh ticks). The N decision sees every effect of
-the P decision (registered), as the specification orders them; the banks are simple dual-port
-memories shared in time by the two decisions and the units' ``BANK ← GRF_A`` writes. Raw
-commands carry their DRAM cycle, so DRAM time advances only when the command stream says
+**Command slots.** One DRAM cycle is a *slot* of seven clocks (one when nothing happens in
+it): the port-P decision (a raw command, or the sequencer's row / column candidate: rules, then
+commit), a clock in which the units take the command, its status, the port-N decision (rules,
+commit), its status and the slot's end (timing counters count down, refresh ticks). The N
+decision sees every effect of the P decision (registered), as the specification orders them;
+the banks are simple dual-port memories shared in time by the two decisions and the units'
+``BANK ← GRF_A`` writes. Raw commands carry their DRAM cycle, so DRAM time advances only when the command stream says
 what happens in a slot (or the sequencer runs on its own): gaps in the stream do not change
 any decision.
 
@@ -420,7 +420,7 @@ class PimChannel(wiring.Component):
                         m.next = "P"
             with m.State("P_COMMIT"):
                 m.d.comb += [in_p_state.eq(1), p_decision.eq(1)]
-                m.next = "P_STATUS"
+                m.next = "P_WAIT"
                 m.d.sync += pending_valid.eq(0)
                 if row_q is not None:
                     with m.If(seq_active):
@@ -438,6 +438,8 @@ class PimChannel(wiring.Component):
                     m.d.sync += pending_from(legal_a, rule_a_r, 0)
                 m.d.sync += [pending_unit.eq(self._unit_of(sel_bank)),
                              pending_bank.eq(sel_bank[:bank_index_bits])]
+            with m.State("P_WAIT"):
+                m.next = "P_STATUS"     # a register read comes back from the unit
             with m.State("P_STATUS"):
                 m.d.comb += [status_fifo.w_en.eq(pending_valid), status_in.eq(pending)]
                 with m.Switch(pending_unit):
@@ -569,7 +571,8 @@ class PimChannel(wiring.Component):
             reg_cmd = commit & p_decision & _is(code, WRREG, RDREG, RDRC)
             addressed = Signal(name=f"addressed_{u}")
             m.d.comb += addressed.eq(self._unit_of(sel_bank) == u)
-            m.d.comb += [
+            # the units take their commands one clock after the commit (off its fan-out)
+            m.d.sync += [
                 unit.fire.eq(fires),
                 unit.flat.eq(flat[:FLAT_BITS]),
                 unit.acc_offset.eq(sel_row[:5]),
@@ -585,12 +588,12 @@ class PimChannel(wiring.Component):
             ]
             fired_bank = Signal(name=f"fired_bank_{u}")
             if pair:
-                m.d.comb += unit.bank_data.eq(Mux(trig_parity, bank_read[2 * u + 1].data,
+                m.d.sync += unit.bank_data.eq(Mux(trig_parity, bank_read[2 * u + 1].data,
                                                   bank_read[2 * u].data))
-                m.d.comb += fired_bank.eq(trig_parity)
+                m.d.sync += fired_bank.eq(trig_parity)
             else:
-                m.d.comb += unit.bank_data.eq(bank_read[u].data)
-            # the bank address of the trigger, held for the write one clock later
+                m.d.sync += unit.bank_data.eq(bank_read[u].data)
+            # the bank address of the trigger, held for the unit's write two clocks later
             held_addr = Signal(row_bits + col_bits, name=f"held_addr_{u}")
             with m.If(fires):
                 m.d.sync += held_addr.eq(Cat(sel_col[:col_bits], row_now))

@@ -1,8 +1,9 @@
 """One PIM MAC unit (docs/pim.md, "Registers" and "ISA"): GRF_A, GRF_B, SRF and CRF as
 memories, the program counter with its loop state, and the int8 lane datapath.
 
-Timing, relative to the channel's decision clock ``t`` of a command addressed to the unit
-(the channel leaves at least four clocks between decisions):
+Timing, relative to the clock ``t`` in which the unit takes a command (one clock after the
+channel's commit; the channel leaves at least four clocks between commands; ``bank_data``
+arrives at ``t+1``):
 
 * ``t``: a trigger (``fire``) reads its operands (addresses from the current instruction, the
   trigger's flat address and accumulator offset) and advances ``pc``; a register command
