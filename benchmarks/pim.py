@@ -144,8 +144,10 @@ def main(*, quick: bool = False, workers: int = 2, skip_synth: bool = False) -> 
             cycles = job["last_cycle"] - job["first_cycle"] + 1
             golden = gemv_cycles(out, inputs, config, batch=batch)
             w_bytes = out * inputs
-            rate = w_bytes * golden["passes"] / cycles
-            reads = external_read_cycles(w_bytes, config) * batch
+            # W bytes multiplied per cycle, every batch item counted (the MAC rate), against
+            # ordinary reads that fetch W once for the whole batch
+            rate = w_bytes * batch / cycles
+            reads = external_read_cycles(w_bytes, config)
             total_commands += job["commands"]
             total_rejected += job["rejected"]
             rows.append({
@@ -179,11 +181,12 @@ def main(*, quick: bool = False, workers: int = 2, skip_synth: bool = False) -> 
 
 def _markdown(report: dict) -> str:
     lines = ["# `pim` benchmark", "",
-             "GEMV on the RTL sequencer (self-driving top, Verilator), W bytes per DRAM cycle; "
-             "`of bound` against units × column bytes / tCCD_L (refresh included); `× reads` "
-             "against the same W by ordinary reads at the external bus rate, `of ideal` that "
-             "ratio over the preset's ideal (internal / external bound). `= golden`: the RTL's "
-             "cycles and command count equal the golden schedule's.", "",
+             "GEMV on the RTL sequencer (self-driving top, Verilator). `B/cycle`: bytes of W "
+             "multiplied per DRAM cycle, every batch item counted; `of bound` against units × "
+             "column bytes / tCCD_L (refresh included); `× reads` against reading W once "
+             "(for the whole batch) by ordinary reads at the external bus rate, `of ideal` "
+             "that ratio over the preset's ideal (internal / external bound). `= golden`: the "
+             "RTL's cycles and command count equal the golden schedule's.", "",
              "| channel | GEMV | batch | cycles | = golden | commands | refreshes | B/cycle | "
              "of bound | × reads | of ideal | sim clocks/s |",
              "|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
