@@ -49,9 +49,8 @@ OUT_DIR = Path("build") / "bench"
 
 
 def _jobs(config, gemvs) -> list[dict]:
-    from hdl.pim.sequencer import gemv_descriptor
-
     from golden.pim import plan_gemv
+    from hdl.pim.sequencer import gemv_descriptor
     jobs = []
     for out, inputs, batch in gemvs:
         plan = plan_gemv(out, inputs, batch, config)
