@@ -7,9 +7,9 @@ commit), a clock in which the units take the command, its status, the port-N dec
 commit), its status and the slot's end (timing counters count down, refresh ticks). The N
 decision sees every effect of the P decision (registered), as the specification orders them;
 the banks are simple dual-port memories shared in time by the two decisions and the units'
-``BANK ← GRF_A`` writes. Raw commands carry their DRAM cycle, so DRAM time advances only when the command stream says
-what happens in a slot (or the sequencer runs on its own): gaps in the stream do not change
-any decision.
+``BANK ← GRF_A`` writes. Raw commands carry their DRAM cycle, so DRAM time advances only
+when the command stream says what happens in a slot (or the sequencer runs on its own): gaps in
+the stream do not change any decision.
 
 **Timing.** Every rule "offered cycle ≥ last event + t" is a down-counter loaded with ``t``
 at the event and counted down at each slot's end: the command is legal iff it is zero.
