@@ -196,10 +196,36 @@ def _instruction(rng: random.Random, form: tuple[int, int, int, int | None]) -> 
                               aam=rng.random() < 0.5, ag=rng.randrange(4), ax=rng.randrange(4))
 
 
+def _near_misses() -> tuple[tuple[int, int, int, int], ...]:
+    """Every legal form with one operand type changed so that it is no longer legal (the
+    illegal words a decoder is most likely to accept by mistake)."""
+    misses = set()
+    for op, dst, s0, s1 in INSTRUCTION_FORMS:
+        for position in range(3):
+            for kind in range(4):
+                fields = [dst, s0, 0 if s1 is None else s1]
+                fields[position] = kind
+                word = encode_instruction(op, (fields[0], 0), (fields[1], 0), (fields[2], 0))
+                if instruction_form(word) is None:
+                    misses.add((op, *fields))
+    return tuple(sorted(misses))
+
+
+_NEAR_MISSES = _near_misses()
+
+
 def _illegal_instruction(rng: random.Random) -> int:
-    """A reserved opcode, or a data opcode with an operand combination outside its forms."""
-    if rng.random() < 0.5:
+    """A reserved opcode, a near miss of a legal form, or a data opcode with any operand
+    combination outside its forms."""
+    r = rng.random()
+    if r < 0.3:
         return (rng.choice(_RESERVED_OPS) << 28) | (rng.getrandbits(27) << 1)
+    if r < 0.7:
+        op, dst, s0, s1 = rng.choice(_NEAR_MISSES)
+        return encode_instruction(op, (dst, rng.randrange(16)), (s0, rng.randrange(16)),
+                                  (s1, rng.randrange(16)), rng.randrange(16),
+                                  aam=rng.random() < 0.5, ag=rng.randrange(4),
+                                  ax=rng.randrange(4))
     while True:
         op = rng.choice((OP_MAC, OP_MUL, OP_MAD, OP_ADD, OP_MOV, OP_FILL))
         dst, s0, s1 = rng.randrange(4), rng.randrange(4), rng.randrange(4)
