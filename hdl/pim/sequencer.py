@@ -567,6 +567,15 @@ class GemvSequencer(wiring.Component):
 
         # read-back emission: the head group's next RDRC
         rb_last = (rb_unit == U - 1) & (rb_group + 1 == job.G) & (rb_piece == pieces - 1)
+        # the head group's last RDRC pops it. Driven unconditionally (a continuous assignment
+        # in the Verilog): as a conditional comb process, Icarus left the FIFO's r_en X until
+        # the first read-back, and a push meanwhile with one group queued was lost (the FIFO's
+        # level update tests w_en & ~(r_rdy & r_en), which is X).
+        rb_pop = Signal()
+        m.d.comb += [rb_pop.eq(emit_readback & readback_ready & rb_last),
+                     readback_fifo.r_en.eq(rb_pop),
+                     flags_clear.eq(Mux(rb_pop, Const(1, 32) << Cat(group_head.set,
+                                                                   group_head.item), 0))]
         with m.If(emit_readback & readback_ready):
             emit(code=RDRC, bank=rb_unit << lg_span,
                  row=(F_GRF_B << 5) + Mux(group_head.set, bg, 0)
@@ -582,9 +591,6 @@ class GemvSequencer(wiring.Component):
                     m.d.sync += [rb_group.eq(0), rb_unit.eq(rb_unit + 1)]
             with m.If(rb_last):
                 m.d.sync += rb_unit.eq(0)
-                m.d.comb += [readback_fifo.r_en.eq(1),
-                             flags_clear.eq(Const(1, 32) << Cat(group_head.set,
-                                                                group_head.item))]
 
         # ring data pipeline: stage 1 funnel-shifts and merges the two runs, stage 2 maps lanes
         # (m mod T) and zeroes the lanes outside the stream; then the FIFO
