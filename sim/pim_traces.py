@@ -1280,48 +1280,33 @@ def _t_rfc(b: _Builder) -> list[Callable[[], bool]]:
     return [ref_then(ACT, 0, row), ref_then(REF), ref_then(ACTAB, ALL, row, AB)]
 
 
-def _t_rp(b: _Builder) -> list[Callable[[], bool]]:
-    row = b.rows[0]
+def _after_activate_precharge(rule: str) -> Callable[[_Builder], list[Callable[[], bool]]]:
+    """tRP and tRC: an ACT, PRE (or ACTAB, PREAB) pair, then an activation or REF too early."""
+    def variants(b: _Builder) -> list[Callable[[], bool]]:
+        row = b.rows[0]
 
-    def pre_act() -> bool:
-        b.place(ACT, 0, row)
-        b.place(PRE, 0)
-        return b.violate("tRP", ACT, 0, row)
+        def single() -> bool:
+            b.place(ACT, 0, row)
+            b.place(PRE, 0)
+            return b.violate(rule, ACT, 0, row)
 
-    def pre_ref() -> bool:
-        b.place(ACT, 0, row)
-        b.place(PRE, 0)
-        return b.violate("tRP", REF)
+        def refresh() -> bool:
+            b.place(ACT, 0, row)
+            b.place(PRE, 0)
+            return b.violate(rule, REF)
 
-    def preab_actab() -> bool:
-        b.set_mode(AB)
-        b.place(ACTAB, ALL, row)
-        b.place(PREAB, ALL)
-        return b.violate("tRP", ACTAB, ALL, row)
+        def all_bank() -> bool:
+            b.set_mode(AB)
+            b.place(ACTAB, ALL, row)
+            b.place(PREAB, ALL)
+            return b.violate(rule, ACTAB, ALL, row)
 
-    return [pre_act, pre_ref, preab_actab]
+        return [single, refresh, all_bank]
+    return variants
 
 
-def _t_rc(b: _Builder) -> list[Callable[[], bool]]:
-    row = b.rows[0]
-
-    def act_act() -> bool:
-        b.place(ACT, 0, row)
-        b.place(PRE, 0)
-        return b.violate("tRC", ACT, 0, row)
-
-    def act_ref() -> bool:
-        b.place(ACT, 0, row)
-        b.place(PRE, 0)
-        return b.violate("tRC", REF)
-
-    def actab_actab() -> bool:
-        b.set_mode(AB)
-        b.place(ACTAB, ALL, row)
-        b.place(PREAB, ALL)
-        return b.violate("tRC", ACTAB, ALL, row)
-
-    return [act_act, act_ref, actab_actab]
+_t_rp = _after_activate_precharge("tRP")
+_t_rc = _after_activate_precharge("tRC")
 
 
 def _t_ras(b: _Builder) -> list[Callable[[], bool]]:
