@@ -38,27 +38,26 @@ def tag_layout(config: PimConfig) -> data.StructLayout:
     })
 
 
-def command_layout(config: PimConfig) -> data.StructLayout:
-    """A raw command beat: the DRAM cycle at which it is offered, code, bank (or set / unit),
-    row (or register address / mode / accumulator offset), column (or piece), data."""
-    return data.StructLayout({
+def _command_fields() -> dict:
+    return {
         "cycle": unsigned(CYCLE_BITS),
         "code": unsigned(FIELD_BITS["code"]),
         "bank": unsigned(FIELD_BITS["bank"]),
         "row": unsigned(FIELD_BITS["row"]),
         "column": unsigned(FIELD_BITS["column"]),
-        "data": unsigned(config.column_bits),
-    })
+    }
+
+
+def command_layout(config: PimConfig) -> data.StructLayout:
+    """A raw command beat: the DRAM cycle at which it is offered, code, bank (or set / unit),
+    row (or register address / mode / accumulator offset), column (or piece), data."""
+    return data.StructLayout({**_command_fields(), "data": unsigned(config.column_bits)})
 
 
 def status_layout(config: PimConfig) -> data.StructLayout:
     """One beat per decided command, raw or issued by the sequencer, in decision order."""
     return data.StructLayout({
-        "cycle": unsigned(CYCLE_BITS),
-        "code": unsigned(FIELD_BITS["code"]),
-        "bank": unsigned(FIELD_BITS["bank"]),
-        "row": unsigned(FIELD_BITS["row"]),
-        "column": unsigned(FIELD_BITS["column"]),
+        **_command_fields(),
         "sequencer": unsigned(1),       # issued by the GEMV sequencer (else a raw command)
         "accepted": unsigned(1),
         "rule": unsigned(RULE_BITS),    # 0 when accepted, else golden.pim.RULES index
