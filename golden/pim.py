@@ -50,6 +50,7 @@ from hdl.pim.isa import (  # noqa: F401  (re-exported for callers of golden.pim)
     F_GRF_A,
     F_GRF_B,
     F_SRF,
+    FIELD_BITS,
     FILES,
     MODE,
     MODES,
@@ -823,8 +824,6 @@ def commands_from_table(table: np.ndarray, config: PimConfig) -> list[Command]:
     return out
 
 
-#: Command beat field widths in bits (docs/pim.md, "Command interface").
-FIELD_BITS = {"code": 4, "bank": 5, "row": 16, "column": 9}
 
 
 def check_trace_table(table: np.ndarray, config: PimConfig) -> None:

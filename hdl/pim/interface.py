@@ -9,12 +9,11 @@ from amaranth.lib.wiring import In, Out
 
 from ..common.counters import CountersSignature
 from .config import PimConfig
+from .isa import FIELD_BITS
 
 __all__ = ["CYCLE_BITS", "FIELD_BITS", "PIM_COUNTERS", "RULE_BITS", "candidate_signature",
            "command_layout", "status_layout", "tag_layout"]
 
-#: Command beat field widths (docs/pim.md, "Command interface").
-FIELD_BITS = {"code": 4, "bank": 5, "row": 16, "column": 9}
 #: The offered cycle of a raw command and the cycle of a status beat.
 CYCLE_BITS = 32
 RULE_BITS = 5

@@ -32,3 +32,5 @@ RULES = ("ok", "port", "code", "address", "mode", "bank_open", "bank_closed", "r
          "tRCD", "tRRD_L", "tRRD_S", "tFAW", "tCCD_L", "tCCD_S", "tBL")
 RULE_ID = {name: i for i, name in enumerate(RULES)}
 REFRESH_POSTPONE = 8
+#: Command beat field widths in bits (docs/pim.md, "Command interface").
+FIELD_BITS = {"code": 4, "bank": 5, "row": 16, "column": 9}
