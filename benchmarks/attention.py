@@ -17,7 +17,7 @@ from gateware.bench_harness import AttentionBenchHarness
 from gateware.registry import get_block
 from hdl.attention.layout import work
 from synth.report import results_table_markdown
-from tensorgates.jobs import run_all
+from gateware.jobs import run_all
 
 __all__ = ["main"]
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from gateware.registry import get_block
 from sim.runner import simulate
 from synth.report import results_table_markdown
-from tensorgates.jobs import run_all
+from gateware.jobs import run_all
 
 __all__ = ["main"]
 

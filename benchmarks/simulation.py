@@ -8,7 +8,7 @@ from amaranth.lib import wiring
 from gateware.generate import generate_component
 from hdl.common.config import BlockConfig
 from sim.runner import design_dir, run_testbench
-from tensorgates.jobs import cache_key, cached
+from gateware.jobs import cache_key, cached
 
 __all__ = ["simulate_top"]
 

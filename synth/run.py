@@ -7,7 +7,7 @@ from importlib import metadata
 from gateware.generate import generate
 from hdl.common.config import BlockConfig
 from sim.runner import design_dir
-from tensorgates.jobs import cache_key, cached
+from gateware.jobs import cache_key, cached
 
 from .flow import synthesize
 
