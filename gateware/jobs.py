@@ -1,19 +1,27 @@
 """Jobs, caching and the executor seam (DESIGN §7b).
 
-A unit of work is a pure function of its inputs returning a small JSON record; results are
-cached under ``build/cache`` by a digest of those inputs, so reruns skip finished work. Work is
-submitted to a local process pool; a distributed executor can replace :func:`run_all`.
+A unit of work is a pure function of its inputs returning a small JSON record. Records are
+cached under ``build/cache`` by a digest of those inputs, so reruns skip finished work. The
+process that asks for the work (the *client*) looks records up and writes them; workers only
+compute, so workers on other machines need no shared disk.
+
+Work runs inline (one worker, no scheduler), on an embedded Dask ``LocalCluster`` (``workers``
+processes of one thread each: simulators and place-and-route are single-threaded) or on a
+running Dask scheduler named by address (``tcp://HOST:PORT``). Dask retries a lost worker's
+tasks on the others.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
-from collections.abc import Callable, Iterable
-from concurrent.futures import ProcessPoolExecutor
+import logging
+import os
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["cache_key", "cached", "run_all"]
+__all__ = ["CACHE_DIR", "cache_key", "cached", "dask_client", "lookup", "run_all", "store"]
 
 CACHE_DIR = Path("build") / "cache"
 
@@ -22,36 +30,84 @@ def cache_key(**inputs: Any) -> str:
     return hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
+def lookup(key: str) -> dict | None:
+    """The record stored under ``key``, or None."""
+    path = CACHE_DIR / f"{key}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def store(key: str, record: dict) -> None:
+    """Store ``record`` under ``key`` (written whole, then renamed: a reader never sees half)."""
+    path = CACHE_DIR / f"{key}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(f".{os.getpid()}.tmp")
+    partial.write_text(json.dumps(record, indent=2, default=str))
+    partial.replace(path)
+
+
 def cached(key: str, compute: Callable[[], dict], *, refresh: bool = False) -> dict:
     """The record stored under ``key``, computing and storing it when absent."""
-    path = CACHE_DIR / f"{key}.json"
-    if path.exists() and not refresh:
-        return json.loads(path.read_text())
-    record = compute()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record, indent=2, default=str))
+    record = None if refresh else lookup(key)
+    if record is None:
+        record = compute()
+        store(key, record)
     return record
 
 
-def run_all(function: Callable[..., dict], jobs: Iterable[dict], *, workers: int = 1,
-            progress: Callable[[int, int, dict], None] | None = None) -> list[dict]:
-    """Run ``function(**job)`` for every job, in a process pool when ``workers > 1``.
+@contextlib.contextmanager
+def dask_client(*, workers: int = 1, scheduler: str | None = None) -> Iterator[Any]:
+    """A Dask ``Client``: of the scheduler at ``scheduler``, or of an embedded ``LocalCluster``
+    of ``workers`` single-threaded processes (closed on exit)."""
+    from distributed import Client, LocalCluster
+    if scheduler:
+        try:
+            client = Client(scheduler, timeout="10s")
+        except OSError as error:
+            raise ValueError(f"--scheduler {scheduler}: no Dask scheduler answers there "
+                             f"({error})") from None
+        with client:
+            yield client
+        return
+    # No memory limit: a nanny would restart a worker in the middle of a large Verilator build.
+    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                      memory_limit=0, dashboard_address=":0",
+                      silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
+        yield client
 
-    Results come back in job order; ``progress(done, total, record)`` is called as each ends.
+
+def run_all(function: Callable[..., dict], jobs: Iterable[dict], *, workers: int = 1,
+            scheduler: str | None = None, keys: list[str | None] | None = None,
+            progress: Callable[[int, int, dict], None] | None = None) -> list[dict]:
+    """Run ``function(**job)`` for every job; results come back in job order.
+
+    One worker and no scheduler runs inline; otherwise the jobs go to Dask (see
+    :func:`dask_client`). With ``keys`` (one cache key or None per job), records already cached
+    are not recomputed and new ones are stored here, by the client. ``progress(done, total,
+    record)`` is called as each job ends. A job's exception is raised.
     """
     jobs = list(jobs)
-    if workers <= 1:
-        results = []
-        for index, job in enumerate(jobs):
-            results.append(function(**job))
-            if progress:
-                progress(index + 1, len(jobs), results[-1])
-        return results
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        futures = [pool.submit(function, **job) for job in jobs]
-        results = []
-        for index, future in enumerate(futures):
-            results.append(future.result())
-            if progress:
-                progress(index + 1, len(jobs), results[-1])
-        return results
+    keys = keys or [None] * len(jobs)
+    results: list[dict | None] = [None if key is None else lookup(key) for key in keys]
+    todo = [index for index, record in enumerate(results) if record is None]
+    done = len(jobs) - len(todo)
+
+    def finished(index: int, record: dict) -> None:
+        nonlocal done
+        results[index] = record
+        if keys[index] is not None:
+            store(keys[index], record)
+        done += 1
+        if progress:
+            progress(done, len(jobs), record)
+
+    if todo and workers <= 1 and not scheduler:
+        for index in todo:
+            finished(index, function(**jobs[index]))
+    elif todo:
+        from distributed import as_completed
+        with dask_client(workers=workers, scheduler=scheduler) as client:
+            futures = {client.submit(function, **jobs[index], pure=False): index
+                       for index in todo}
+            for future in as_completed(futures):
+                finished(futures[future], future.result())
+    return results   # type: ignore[return-value]

@@ -40,6 +40,7 @@ class BlockEntry:
     golden: str                     # "module:callable" of the bit-exact golden model
     testbench: str                  # cocotb test module
     benchmark: str                  # module with run(configs, ...) for `tensorgates bench`
+    sweep_point: str                # "module:callable(config, quick)": one point's figure
     check_inputs: str               # "module:callable(config, arrays)" raising ValueError
     input_keys: tuple[str, ...]     # npz keys `sim --inputs` reads
     output_keys: tuple[str, ...]    # npz keys `sim --outputs` writes (each also as <key>_golden)
@@ -78,6 +79,7 @@ BLOCKS: dict[str, BlockEntry] = {entry.name: entry for entry in [
         golden="golden.gemm:gemm_int_exact",
         testbench="sim.tb_systolic_gemm",
         benchmark="benchmarks.systolic_gemm",
+        sweep_point="benchmarks.points:systolic_gemm",
         check_inputs="hdl.systolic.layout:check_inputs",
         input_keys=("a", "b"),
         output_keys=("c",),
@@ -112,6 +114,7 @@ BLOCKS: dict[str, BlockEntry] = {entry.name: entry for entry in [
         golden="golden.nm_sparse:nm_gemm_exact",
         testbench="sim.tb_nm_sparse_gemm",
         benchmark="benchmarks.nm_sparse_gemm",
+        sweep_point="benchmarks.points:sparse_gemm",
         check_inputs="hdl.sparse.layout:check_gemm_inputs",
         input_keys=("a", "w"),
         output_keys=("w_pruned", "values", "indices", "c"),
@@ -145,6 +148,7 @@ BLOCKS: dict[str, BlockEntry] = {entry.name: entry for entry in [
         golden="golden.nm_sparse:nm_gemm_exact",
         testbench="sim.tb_nm_sparse_mac",
         benchmark="benchmarks.nm_sparse_mac",
+        sweep_point="benchmarks.points:sparse_mac",
         check_inputs="hdl.sparse.layout:check_mac_inputs",
         input_keys=("a", "w"),
         output_keys=("w_pruned", "values", "indices", "sum"),
@@ -170,6 +174,7 @@ BLOCKS: dict[str, BlockEntry] = {entry.name: entry for entry in [
         golden="golden.mx:mx_quantize",
         testbench="sim.tb_mx_quant",
         benchmark="benchmarks.mx_quant",
+        sweep_point="benchmarks.points:quantizer",
         check_inputs="hdl.quant.layout:check_quant_inputs",
         input_keys=("x",),
         output_keys=("scale", "codes", "x_hat"),
@@ -203,6 +208,7 @@ BLOCKS: dict[str, BlockEntry] = {entry.name: entry for entry in [
         golden="golden.mx:mx_dequantize",
         testbench="sim.tb_mx_dequant",
         benchmark="benchmarks.mx_quant",
+        sweep_point="benchmarks.points:quantizer",
         check_inputs="hdl.quant.layout:check_dequant_inputs",
         input_keys=("scale", "codes"),
         output_keys=("x_hat",),
@@ -229,6 +235,7 @@ BLOCKS: dict[str, BlockEntry] = {entry.name: entry for entry in [
         golden="golden.kivi:kivi_quantize",
         testbench="sim.tb_kivi_quant",
         benchmark="benchmarks.mx_quant",
+        sweep_point="benchmarks.points:quantizer",
         check_inputs="hdl.quant.layout:check_kivi_inputs",
         input_keys=("x", "axis"),
         output_keys=("codes", "minimum", "scale", "x_hat"),
@@ -253,6 +260,7 @@ BLOCKS: dict[str, BlockEntry] = {entry.name: entry for entry in [
         golden="golden.attention:attention_exact",
         testbench="sim.tb_attention",
         benchmark="benchmarks.attention",
+        sweep_point="benchmarks.points:attention",
         check_inputs="hdl.attention.layout:check_inputs",
         input_keys=("q", "k", "v"),
         output_keys=("o",),
@@ -287,6 +295,7 @@ BLOCKS: dict[str, BlockEntry] = {entry.name: entry for entry in [
         golden="golden.pim:run_trace",
         testbench="sim.tb_pim",
         benchmark="benchmarks.pim",
+        sweep_point="benchmarks.points:pim",
         check_inputs="golden.pim:check_inputs",
         input_keys=("commands", "w", "x"),
         output_keys=("y", "accepted", "rule", "read_data"),

@@ -125,6 +125,9 @@ async def full_rate_when_unimpeded(dut):
     assert counters["stall_cycles"] == 0, counters
     # Exactly the beats, the two stages and the output queue (two cycles).
     assert counters["cycles"] == beats + 4, counters
+    write_results({"test": "full_rate_when_unimpeded", "beats": beats, "lanes": cfg.lanes,
+                   "elements_per_cycle": cfg.lanes * beats / counters["busy_cycles"],
+                   "latency": counters["cycles"] - beats, **counters})
 
 
 @cocotb.test()

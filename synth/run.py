@@ -4,14 +4,14 @@ from __future__ import annotations
 import json
 from importlib import metadata
 
-from gateware.generate import generate
+from gateware.generate import GeneratedDesign, generate
+from gateware.jobs import cache_key, cached
 from hdl.common.config import BlockConfig
 from sim.runner import design_dir
-from gateware.jobs import cache_key, cached
 
 from .flow import synthesize
 
-__all__ = ["synthesize_config", "tool_versions"]
+__all__ = ["synth_key", "synthesize_config", "synthesize_design", "tool_versions"]
 
 
 def tool_versions() -> dict[str, str]:
@@ -24,30 +24,43 @@ def tool_versions() -> dict[str, str]:
     return versions
 
 
-def synthesize_config(config: BlockConfig, target: str, *, place: bool = True,
-                      nodsp: bool = False, refresh: bool = False) -> dict:
-    """Generate ``config``'s Verilog and synthesize it for ``target``; a JSON record.
+def synth_key(digest: str, target: str, *, place: bool = True) -> str:
+    """The cache key of one design's synthesis record for ``target``."""
+    return cache_key(kind="synth", verilog=digest, target=target, place=place,
+                     multipliers="DSP, else LUT", tools=tool_versions())
+
+
+def synthesize_design(config: BlockConfig, target: str, *, place: bool = True,
+                      design: GeneratedDesign | None = None) -> dict:
+    """Synthesize ``config`` for ``target`` (uncached); a JSON record.
 
     A design with more multipliers than the device's DSP blocks is synthesized again with LUT
     multipliers; the record's ``multipliers`` field says which was used.
     """
     folder = design_dir(config)
-    design = generate(config, folder)
-    key = cache_key(kind="synth", verilog=design.digest, target=target, place=place,
-                    nodsp=nodsp, tools=tool_versions())
-
-    def compute() -> dict:
-        suffix = "_nodsp" if nodsp else ""
+    design = design or generate(config, folder)
+    record = {}
+    for nodsp in (False, True):
         result = synthesize(design.verilog, design.top, target,
-                            folder / f"synth_{target}{suffix}", place=place, nodsp=nodsp)
-        return {"block": config.block_name, "config": config.to_dict(), "design": config.slug(),
-                "multipliers": ("LUT" if nodsp else "DSP") if target != "generic" else None,
-                **result.to_dict()}
+                            folder / f"synth_{target}{'_nodsp' if nodsp else ''}",
+                            place=place, nodsp=nodsp)
+        record = {"block": config.block_name, "config": config.to_dict(),
+                  "design": config.slug(), "verilog": design.digest,
+                  "multipliers": ("LUT" if nodsp else "DSP") if target != "generic" else None,
+                  "tools": tool_versions(), **result.to_dict()}
+        if not (record.get("fits") is False and _dsp_overflow(record.get("overflow"))):
+            break
+    return record
 
-    record = cached(key, compute, refresh=refresh)
-    if not nodsp and record.get("fits") is False and _dsp_overflow(record.get("overflow")):
-        # More multipliers than the device has DSP blocks: build them from LUTs instead.
-        return synthesize_config(config, target, place=place, nodsp=True, refresh=refresh)
+
+def synthesize_config(config: BlockConfig, target: str, *, place: bool = True,
+                      refresh: bool = False) -> dict:
+    """:func:`synthesize_design`, cached by Verilog digest, target and tool versions."""
+    folder = design_dir(config)
+    design = generate(config, folder)
+    record = cached(synth_key(design.digest, target, place=place),
+                    lambda: synthesize_design(config, target, place=place, design=design),
+                    refresh=refresh)
     (folder / f"synth_{target}.json").write_text(json.dumps(record, indent=2) + "\n")
     return record
 

@@ -86,7 +86,7 @@ def write_report(root: Path = Path("build")) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     parts = ["# tensorgates report", "",
              "Gathered by `tensorgates report` from the results under `build/`; every number "
-             "comes from a `tensorgates sim`, `synth` or `bench` run.", ""]
+             "comes from a `tensorgates sim`, `synth`, `bench` or `sweep` run.", ""]
     sims = _sim_rows(root)
     parts += ["## Co-simulation against the golden models", "",
               results_table_markdown(sims) if sims else "No simulation results yet "
@@ -108,6 +108,17 @@ def write_report(root: Path = Path("build")) -> Path:
             name = plot(bench, out)
             if name:
                 parts += [f"![{bench['benchmark']}]({name})", ""]
+    parts += ["## Design-space sweeps", ""]
+    sweeps = sorted((root / "sweep").glob("*/index.md"))
+    if not sweeps:
+        parts += ["No sweeps yet (`tensorgates sweep BLOCK --grid KEY=V1,V2 ...`).", ""]
+    for path in sweeps:
+        title = path.read_text().splitlines()[0].lstrip("# ")
+        link = os.path.relpath(path, out)
+        parts += [f"- [{title}]({link})"] + [
+            f"  ![{plot.stem}]({os.path.relpath(plot, out)})"
+            for plot in sorted(path.parent.glob("pareto_*.png"))]
+    parts.append("")
     index = out / "index.md"
     index.write_text("\n".join(parts))
     return index

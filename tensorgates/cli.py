@@ -174,6 +174,29 @@ def cmd_bench(args) -> int:
     return status
 
 
+def cmd_sweep(args) -> int:
+    from gateware.registry import get_block
+    from tensorgates.sweep import run_sweep
+    try:
+        get_block(args.block)
+        targets = tuple(t.strip() for t in args.targets.split(",") if t.strip())
+        if not targets:
+            raise ValueError("--targets: empty list; expected some of ecp5, ice40, generic")
+        sweep = run_sweep(args.block, args.grid, fixed=_settings(args.set), targets=targets,
+                          bench=args.bench, regress=args.regress, scheduler=args.scheduler,
+                          workers=args.workers, name=args.name)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    print(f"{sweep.computed} tasks computed, {sweep.cached} cached, {sweep.failed} failed; "
+          f"wrote {sweep.folder / 'index.md'}, points.csv and points.parquet")
+    if sweep.interrupted:
+        print("tensorgates: sweep interrupted; rerun the same command to resume",
+              file=sys.stderr)
+        return 1
+    failing = [row for row in sweep.rows if row["regression"] == "FAIL"]
+    return 1 if sweep.failed or failing else 0
+
+
 def cmd_report(args) -> int:
     from synth.summary import write_report
     index = write_report(Path("build"))
@@ -249,6 +272,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=2, help="parallel simulations")
     p.add_argument("--no-synth", action="store_true", help="skip the area/Fmax columns")
 
+    p = block_command("sweep", "area, Fmax and throughput over a grid of design points, on "
+                               "Dask → build/sweep/NAME/")
+    p.add_argument("--grid", action="append", metavar="KEY=V1,V2,...", default=[],
+                   help="a grid axis (repeatable); the sweep is their cross product")
+    p.add_argument("--targets", default="ecp5,generic", help="some of ecp5, ice40, generic")
+    p.add_argument("--bench", default="quick", help="the block's throughput figure: quick, "
+                                                    "full or none")
+    p.add_argument("--regress", action="store_true", help="also run the Verilator regression")
+    p.add_argument("--scheduler", metavar="tcp://HOST:PORT",
+                   help="a running Dask scheduler (default: an embedded LocalCluster)")
+    p.add_argument("--workers", type=int, default=2, help="LocalCluster worker processes")
+    p.add_argument("--name", help="results folder under build/sweep (default: block and keys)")
+
     sub.add_parser("report", help="gather results into build/report/index.md with plots")
     sub.add_parser("demo", help="generate, co-simulate, synthesize and report every block's "
                                 "default design")
@@ -256,7 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 COMMANDS = {"list": cmd_list, "generate": cmd_generate, "sim": cmd_sim, "synth": cmd_synth,
-            "bench": cmd_bench, "report": cmd_report, "demo": cmd_demo}
+            "bench": cmd_bench, "sweep": cmd_sweep, "report": cmd_report, "demo": cmd_demo}
 
 
 def main(argv: list[str] | None = None) -> int:

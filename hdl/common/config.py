@@ -87,21 +87,33 @@ class BlockConfig:
                  "doc": f.metadata.get("doc", "")} for f in dataclasses.fields(cls)]
 
     @classmethod
+    def check_value(cls, key: str, text: str) -> None:
+        """``ValueError`` (naming ``key`` and its allowed values) unless ``key=text`` is a
+        value the field allows on its own, whatever the other fields are."""
+        value = cls._parse(key, text)
+        cls._check_field(next(f for f in dataclasses.fields(cls) if f.name == key), value)
+
+    @classmethod
+    def _parse(cls, key: str, text: str) -> Any:
+        """``text`` parsed as field ``key``'s type (``ValueError`` naming it)."""
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        if key not in fields:
+            raise ValueError(f"{cls.block_name}: unknown parameter {key!r}; "
+                             f"allowed: {', '.join(fields)}")
+        field = fields[key]
+        kind = field.type if isinstance(field.type, str) else field.type.__name__
+        try:
+            return _parse_bool(text) if kind == "bool" else _PARSERS[kind](text)
+        except ValueError:
+            raise ValueError(f"{cls.block_name}: {key}={text!r} is not allowed; "
+                             f"expected {_allowed(field)}") from None
+
+    @classmethod
     def from_strings(cls, settings: dict[str, str], base: BlockConfig | None = None) -> BlockConfig:
         """Build a config from ``key=value`` strings (the command line's ``--set``)."""
-        fields = {f.name: f for f in dataclasses.fields(cls)}
         values = dataclasses.asdict(base) if base is not None else {}
         for key, text in settings.items():
-            if key not in fields:
-                raise ValueError(f"{cls.block_name}: unknown parameter {key!r}; "
-                                 f"allowed: {', '.join(fields)}")
-            field = fields[key]
-            kind = field.type if isinstance(field.type, str) else field.type.__name__
-            try:
-                values[key] = _parse_bool(text) if kind == "bool" else _PARSERS[kind](text)
-            except ValueError:
-                raise ValueError(f"{cls.block_name}: {key}={text!r} is not allowed; "
-                                 f"expected {_allowed(field)}") from None
+            values[key] = cls._parse(key, text)
         return cls(**values)
 
     def to_dict(self) -> dict:
