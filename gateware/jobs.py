@@ -21,9 +21,24 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CACHE_DIR", "cache_key", "cached", "dask_client", "lookup", "run_all", "store"]
+__all__ = ["CACHE_DIR", "cache_key", "cached", "dask_client", "lookup", "run_all", "store",
+           "use_scheduler"]
 
 CACHE_DIR = Path("build") / "cache"
+#: The scheduler that :func:`run_all` uses when its caller names none (``use_scheduler``).
+_default_scheduler: str | None = None
+
+
+@contextlib.contextmanager
+def use_scheduler(address: str | None) -> Iterator[None]:
+    """Send every :func:`run_all` inside the block to the Dask scheduler at ``address``
+    (``tensorgates bench --scheduler``), without threading it through every benchmark."""
+    global _default_scheduler
+    previous, _default_scheduler = _default_scheduler, address
+    try:
+        yield
+    finally:
+        _default_scheduler = previous
 
 
 def cache_key(**inputs: Any) -> str:
@@ -86,6 +101,7 @@ def run_all(function: Callable[..., dict], jobs: Iterable[dict], *, workers: int
     record)`` is called as each job ends. A job's exception is raised.
     """
     jobs = list(jobs)
+    scheduler = scheduler or _default_scheduler
     keys = keys or [None] * len(jobs)
     results: list[dict | None] = [None if key is None else lookup(key) for key in keys]
     todo = [index for index, record in enumerate(results) if record is None]

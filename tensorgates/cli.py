@@ -166,11 +166,18 @@ def cmd_bench(args) -> int:
         entries = [get_block(name) for name in names]
     except ValueError as error:
         raise UsageError(str(error)) from None
+    from gateware.jobs import use_scheduler
+    if args.workers < 1:
+        raise UsageError(f"--workers {args.workers} is not allowed; expected at least 1")
     status = 0
     # Blocks of one family may share a benchmark module: run each module once.
-    for module in dict.fromkeys(entry.benchmark for entry in entries):
-        status |= load(module).main(quick=args.quick, workers=args.workers,
-                                    skip_synth=args.no_synth)
+    try:
+        with use_scheduler(args.scheduler):
+            for module in dict.fromkeys(entry.benchmark for entry in entries):
+                status |= load(module).main(quick=args.quick, workers=args.workers,
+                                            skip_synth=args.no_synth)
+    except ValueError as error:    # an unreachable --scheduler
+        raise UsageError(str(error)) from None
     return status
 
 
@@ -269,7 +276,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="benchmarks → build/bench/*.json and .md")
     p.add_argument("blocks", nargs="*")
     p.add_argument("--quick", action="store_true", help="the small sizes only")
-    p.add_argument("--workers", type=int, default=2, help="parallel simulations")
+    p.add_argument("--workers", type=int, default=2,
+                   help="parallel jobs (an embedded Dask LocalCluster when more than 1)")
+    p.add_argument("--scheduler", metavar="tcp://HOST:PORT",
+                   help="run the jobs on this Dask scheduler's workers instead")
     p.add_argument("--no-synth", action="store_true", help="skip the area/Fmax columns")
 
     p = block_command("sweep", "area, Fmax and throughput over a grid of design points, on "
