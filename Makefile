@@ -7,7 +7,7 @@ TG     := $(BIN)/tensorgates
 # Parallel pytest workers: the simulators are single-threaded.
 JOBS   ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: setup iverilog demo sim synth bench report test test-full lint clean
+.PHONY: setup iverilog demo sim synth prove bench report test test-full lint clean
 
 setup: $(STAMP) iverilog
 
@@ -44,6 +44,10 @@ synth: setup
 	$(TG) synth systolic_gemm --target generic
 	$(TG) synth nm_sparse_gemm --target ecp5
 	$(TG) synth nm_sparse_gemm --set rows=1 --set cols=2 --target ice40
+
+# Every block's formal point at the full depths (docs/formal.md); `make test` runs small ones.
+prove: setup
+	$(TG) prove --all --full
 
 bench: setup
 	$(TG) bench

@@ -147,6 +147,50 @@ def cmd_synth(args) -> int:
     return 0
 
 
+def cmd_prove(args) -> int:
+    from synth.prove import POINTS, ProveError, format_record, main as prove_all, missing_tool, \
+        prove_config
+    if args.all or args.doc:
+        if args.block or args.set or args.depth:
+            raise UsageError("--all/--doc proves every block's formal point; give no BLOCK, "
+                             "--set or --depth with it")
+        missing = missing_tool()
+        if missing:
+            raise UsageError(missing)
+        return prove_all([*(["--full"] if args.full else []),
+                          *(["--doc", args.doc] if args.doc else []),
+                          *(["--refresh"] if args.refresh else [])])
+    if not args.block:
+        raise UsageError("prove needs a BLOCK (or --all)")
+    from gateware.registry import get_block
+    try:
+        entry = get_block(args.block)
+        point = POINTS.get(entry.name)
+        base = entry.config(point.settings) if point else entry.config()
+        config = entry.config_class.from_strings(_settings(args.set), base=base)
+        config.check_rtl()
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    depth = args.depth if args.depth is not None else (
+        point.full_depth if args.full else point.depth if point else 10)
+    if depth < 1:
+        raise UsageError(f"--depth {depth} is not allowed; expected at least 1")
+    missing = missing_tool()
+    if missing:
+        raise UsageError(missing)
+    print(f"proving {config.slug()} to depth {depth} ...", flush=True)
+    try:
+        record = prove_config(entry, config, depth, refresh=args.refresh)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    except ProveError as error:
+        print(f"tensorgates: proof failed to run: {error}", file=sys.stderr)
+        return 1
+    print("\n".join("  " + line for line in format_record(record)))
+    print(f"  work: {record['folder']} ({record['seconds']} s)")
+    return 0 if record["passed"] else 1
+
+
 def _synth_summary(record: dict) -> str:
     """One line: the area figures of the target and, after placement, fit and Fmax."""
     if record["target"] == "generic":
@@ -273,6 +317,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", help="also write the result record to this file")
     p.add_argument("--no-place", action="store_true", help="skip nextpnr (no Fmax)")
 
+    p = sub.add_parser("prove", help="formal proofs (SymbiYosys + z3): stream rules, jobs, "
+                                     "counters, error flags, reset")
+    p.add_argument("block", nargs="?", help="a block (its formal point; --set on top of it)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", default=[],
+                   help="config parameter (repeatable); see `tensorgates list`")
+    p.add_argument("--depth", type=int, help="BMC / k-induction depth (default: the point's)")
+    p.add_argument("--full", action="store_true", help="the formal points' full depths")
+    p.add_argument("--all", action="store_true", help="every block's formal point")
+    p.add_argument("--doc", help="with --all: write the results table into this markdown file")
+    p.add_argument("--refresh", action="store_true", help="ignore cached results")
+
     p = sub.add_parser("bench", help="benchmarks → build/bench/*.json and .md")
     p.add_argument("blocks", nargs="*")
     p.add_argument("--quick", action="store_true", help="the small sizes only")
@@ -302,6 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 COMMANDS = {"list": cmd_list, "generate": cmd_generate, "sim": cmd_sim, "synth": cmd_synth,
+            "prove": cmd_prove,
             "bench": cmd_bench, "sweep": cmd_sweep, "report": cmd_report, "demo": cmd_demo}
 
 
