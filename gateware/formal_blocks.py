@@ -32,7 +32,7 @@ def _not_increasing(indices) -> Value:
         .any()
 
 
-def _descriptor_rules(checks: Checks, bad_now, bad_later=Const(0)) -> Value:
+def _descriptor_rules(checks: Checks, bad_now, bad_later=0) -> Value:
     """(4) A malformed descriptor raises ``desc_error`` (sticky until reset) and nothing else
     does. ``bad_now`` is flagged the cycle after the descriptor is taken, ``bad_later`` some
     cycles on. Returns "a good descriptor is taken" for the job ledger."""

@@ -35,8 +35,18 @@ from gateware.jobs import cache_key, cached
 from gateware.registry import BLOCKS, BlockEntry, load
 from hdl.common.config import BlockConfig
 
-__all__ = ["POINTS", "FormalPoint", "ProveError", "ToolMissing", "format_record", "harness_rtlil",
-           "harness_of", "missing_tool", "prove_config", "prove_harness"]
+__all__ = [
+    "POINTS",
+    "FormalPoint",
+    "ProveError",
+    "ToolMissing",
+    "format_record",
+    "harness_of",
+    "harness_rtlil",
+    "missing_tool",
+    "prove_config",
+    "prove_harness",
+]
 
 FORMAL_DIR = Path("build") / "formal"
 #: Seconds one SymbiYosys run may take before its open properties count as timed out.

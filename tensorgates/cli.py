@@ -148,8 +148,8 @@ def cmd_synth(args) -> int:
 
 
 def cmd_prove(args) -> int:
-    from synth.prove import POINTS, ProveError, format_record, main as prove_all, missing_tool, \
-        prove_config
+    from synth.prove import POINTS, ProveError, format_record, missing_tool, prove_config
+    from synth.prove import main as prove_all
     if args.all or args.doc:
         if args.block or args.set or args.depth:
             raise UsageError("--all/--doc proves every block's formal point; give no BLOCK, "
