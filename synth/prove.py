@@ -71,9 +71,9 @@ POINTS: dict[str, FormalPoint] = {
                                    "width": "4"}, 12, 24),
     "nm_sparse_mac": FormalPoint({"n": "2", "m": "4", "width": "4", "acc_width": "16"}, 10, 24),
     "mx_quant": FormalPoint({"format": "fp4_e2m1", "lanes": "1", "block_size": "8",
-                             "input": "fp16"}, 20, 30),
+                             "input": "fp16"}, 28, 36),
     "mx_dequant": FormalPoint({"format": "fp4_e2m1", "lanes": "1", "block_size": "8"}, 10, 24),
-    "kivi_quant": FormalPoint({"lanes": "1", "group": "8", "input": "fp16"}, 20, 30),
+    "kivi_quant": FormalPoint({"lanes": "1", "group": "8", "input": "fp16"}, 28, 36),
     "attention": FormalPoint({"rows": "1", "cols": "1", "max_head_dim": "1", "width": "2"},
                              12, 20),
     "pim": FormalPoint({"banks": "1", "rows": "1", "columns": "4", "column_bits": "64",
@@ -334,8 +334,8 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join("  " + line for line in format_record(record)), flush=True)
         status |= 0 if record["passed"] else 1
     if args.doc:
-        command = "python -m synth.prove" + (" --full" if args.full else "") \
-            + f" --doc {args.doc}"
+        command = " ".join(["python -m synth.prove", *args.blocks,
+                            *(["--full"] if args.full else []), "--doc", args.doc])
         _replace_generated(Path(args.doc), _markdown(records, command))
         print(f"wrote {args.doc}")
     return status
