@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from cocotb_tools.check_results import get_results
-from cocotb_tools.runner import get_runner
+from cocotb_tools.runner import Verilator, get_runner
 
 from gateware.generate import GeneratedDesign, generate
 from gateware.registry import get_block
@@ -21,6 +21,7 @@ from hdl.common.config import BlockConfig
 
 __all__ = [
     "SIMULATORS",
+    "BuildOptions",
     "SimResult",
     "design_dir",
     "run_testbench",
@@ -34,6 +35,56 @@ _BUILD_ARGS = {
     "verilator": ["-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-Wno-UNOPTFLAT"],
     "icarus": [],
 }
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """How a build departs from the regression's: for runs that want speed, not visibility.
+
+    ``args`` go to the simulator's compiler after the regression's own. Verilator only:
+    ``ports_only`` makes just the top's ports visible to cocotb (cocotb's runner otherwise
+    passes ``--public-flat-rw``, which keeps every internal signal alive and costs about half
+    the speed), and ``opt_fast`` is the C++ optimization of the per-cycle code (verilated.mk's
+    ``OPT_FAST``, ``-Os`` by default).
+    """
+    args: tuple[str, ...] = ()
+    ports_only: bool = False
+    opt_fast: str | None = None
+
+    def __post_init__(self):
+        if isinstance(self.args, str):
+            raise ValueError(f"args={self.args!r} must be a sequence of arguments, not a string")
+        object.__setattr__(self, "args", tuple(self.args))
+
+    def variant(self) -> str:
+        """The build folder's suffix: empty for the regression's build."""
+        if self == BuildOptions():
+            return ""
+        return "_" + hashlib.sha256(json.dumps(asdict(self)).encode()).hexdigest()[:8]
+
+
+class _TunedVerilator(Verilator):
+    """cocotb's Verilator runner with :class:`BuildOptions`' ``ports_only`` and ``opt_fast``."""
+
+    def __init__(self, options: BuildOptions):
+        super().__init__()
+        self._options = options
+
+    def _set_env_build(self) -> None:
+        super()._set_env_build()
+        if self._options.opt_fast:
+            make_flags = f"{self.env.get('MAKEFLAGS', '')} OPT_FAST={self._options.opt_fast}"
+            self.env["MAKEFLAGS"] = make_flags.strip()
+
+    def _build_command(self) -> list[list[str]]:
+        commands = super()._build_command()
+        if self._options.ports_only:
+            control = Path(self.build_dir) / "ports.vlt"
+            control.write_text("`verilator_config\n"
+                               f'public_flat_rw -module "{self.hdl_toplevel}" -var "*"\n')
+            commands[0] = [arg for arg in commands[0] if arg != "--public-flat-rw"]
+            commands[0].append(str(control))
+        return commands
 
 
 def tool_environment() -> None:
@@ -121,34 +172,42 @@ def simulate(config: BlockConfig, simulator: str = "verilator", *, seed: int | N
 
 def run_testbench(design: GeneratedDesign, simulator: str, test_module: str, *, run_dir: Path,
                   seed: int, waves: bool = False, env: dict[str, str] | None = None,
-                  test_filter: str | None = None) -> SimResult:
+                  test_filter: str | None = None,
+                  build: BuildOptions = BuildOptions()) -> SimResult:
     """Build ``design`` for ``simulator`` (reusing an identical build) and run a cocotb module.
 
-    Each test may write a JSON record into ``$TG_RESULTS``; they come back in the result.
+    A ``build`` other than the default has a folder of its own, so it never displaces the
+    regression's build. Each test may write a JSON record into ``$TG_RESULTS``; they come
+    back in the result.
     """
     missing = simulator_missing(simulator)
     if missing:
         raise RuntimeError(f"{simulator} is not available: {missing}")
     folder = design.directory.resolve()
     run_dir = run_dir.resolve()
-    build_dir = folder / f"sim_{simulator}{'_waves' if waves else ''}"
+    if simulator != "verilator" and (build.ports_only or build.opt_fast):
+        raise ValueError(f"build={build!r}: ports_only and opt_fast are Verilator options")
+    args = [*_BUILD_ARGS[simulator], *build.args]
+    variant = build.variant()
+    build_dir = folder / f"sim_{simulator}{'_waves' if waves else ''}{variant}"
     records_dir = run_dir / "records"
     shutil.rmtree(records_dir, ignore_errors=True)
     records_dir.mkdir(parents=True)
 
-    runner = get_runner(simulator)
+    tuned = variant and simulator == "verilator"
+    runner = _TunedVerilator(build) if tuned else get_runner(simulator)
     stamp = build_dir / "tensorgates.stamp"
-    stamp_text = json.dumps({"verilog": design.digest, "args": _BUILD_ARGS[simulator],
-                             "waves": waves})
+    stamp_text = json.dumps({"verilog": design.digest, "args": args, "waves": waves,
+                             **({"build": asdict(build)} if variant else {})})
     # one build per folder at a time: parallel test workers may ask for the same design point
     with open(folder / f"build_{simulator}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not (stamp.exists() and stamp.read_text() == stamp_text):
             shutil.rmtree(build_dir, ignore_errors=True)
             runner.build(sources=[design.verilog], hdl_toplevel=design.top,
-                         build_dir=build_dir, build_args=_BUILD_ARGS[simulator],
+                         build_dir=build_dir, build_args=args,
                          timescale=("1ns", "1ps"), waves=waves,
-                         log_file=folder / f"build_{simulator}.log")
+                         log_file=folder / f"build_{simulator}{variant}.log")
             stamp.write_text(stamp_text)
 
     extra_env = {"TG_RESULTS": str(records_dir), "TG_SEED": str(seed),
