@@ -11,20 +11,19 @@ import math
 import os
 
 import cocotb
-from cocotb.clock import Clock
 
 from hdl.attention.interface import ATTENTION_COUNTERS
 from hdl.attention.layout import scale_to_fixed
 from hdl.common.counters import CountersSignature
 
-from .bench_top import run_job
+from .bench_top import run_job, start_clock
 from .streams import read_counters
 
 
 @cocotb.test()
 async def throughput(dut):
     """Every listed job, inputs always valid and the output always ready."""
-    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
+    start_clock(dut)
     records = []
     names = (*CountersSignature.NAMES, *ATTENTION_COUNTERS)
     for n, d, causal in json.loads(os.environ["TG_BENCH_JOBS"]):

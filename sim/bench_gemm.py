@@ -10,18 +10,17 @@ import json
 import os
 
 import cocotb
-from cocotb.clock import Clock
 
 from hdl.common.counters import CountersSignature
 
-from .bench_top import run_job
+from .bench_top import run_job, start_clock
 from .streams import read_counters
 
 
 @cocotb.test()
 async def throughput(dut):
     """Every listed GEMM, inputs always valid and the output always ready."""
-    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
+    start_clock(dut)
     records = []
     for m, k, n, *mode in json.loads(os.environ["TG_BENCH_JOBS"]):
         seconds = await run_job(dut, {"m": m, "k": k, "n": n, "dense": mode[0] if mode else 0},

@@ -10,19 +10,18 @@ import json
 import os
 
 import cocotb
-from cocotb.clock import Clock
 
 from hdl.common.counters import CountersSignature
 from hdl.pim.interface import PIM_COUNTERS
 
-from .bench_top import run_job
+from .bench_top import run_job, start_clock
 from .streams import read_counters
 
 
 @cocotb.test()
 async def throughput(dut):
     """Every listed GEMV, the status stream always ready."""
-    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
+    start_clock(dut)
     records = []
     names = (*CountersSignature.NAMES, *PIM_COUNTERS)
     for job in json.loads(os.environ["TG_BENCH_JOBS"]):
