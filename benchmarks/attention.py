@@ -105,8 +105,8 @@ def main(*, quick: bool = False, workers: int = 2, skip_synth: bool = False) -> 
 
 
 def _markdown(rows: list[dict], synthesis: list[dict]) -> str:
-    shown = [{k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in row.items()}
-             for row in rows]
+    shown = [{k: (f"{v:.4f}" if isinstance(v, float) and k != "sim_kcycles_per_s" else v)
+              for k, v in row.items()} for row in rows]
     text = ("# attention benchmark\n\n"
             "Regenerate with `tensorgates bench attention`. Utilization = useful q·k and p·v "
             "MACs of unmasked pairs / (R·C·cycles), exp/max work not counted; one head, "

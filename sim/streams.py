@@ -8,6 +8,7 @@ makes the sampling point identical under Verilator and Icarus.
 from __future__ import annotations
 
 import random
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -100,6 +101,8 @@ class StreamBench:
         self.dut = dut
         self.streams = streams
         self.cycle = 0
+        self.run_seconds = 0.0   # wall-clock time spent in run_until, for the benchmarks
+        self.run_cycles = 0
         self._aligned = False
         for stream in streams:
             stream.clear()
@@ -109,7 +112,7 @@ class StreamBench:
         if not self._aligned:
             await FallingEdge(self.dut.clk)
             self._aligned = True
-        start = self.cycle
+        start, began = self.cycle, time.perf_counter()
         while not done():
             if self.cycle - start > timeout:
                 raise TimeoutError(f"no progress after {timeout} cycles")
@@ -121,7 +124,14 @@ class StreamBench:
             self.cycle += 1
             for stream in fired:
                 stream.transferred()
+        self.run_seconds += time.perf_counter() - began
+        self.run_cycles += self.cycle - start
         return self.cycle - start
+
+    def speed(self) -> dict[str, float]:
+        """The cycles run and the seconds they took, for a test's record (``sim_cycles``,
+        ``sim_seconds``): the speed of this Python-driven loop, not of the simulator."""
+        return {"sim_cycles": self.run_cycles, "sim_seconds": self.run_seconds}
 
     async def idle(self, cycles: int) -> None:
         """Let ``cycles`` clock cycles pass with every stream idle."""

@@ -98,7 +98,7 @@ async def full_rate_when_unimpeded(dut):
     first, last = harness.beat_cycles[0], harness.beat_cycles[-1]
     write_results({"test": "full_rate_when_unimpeded", "beats": beats, "lanes": cfg.lanes,
                    "elements_per_cycle": cfg.lanes * (beats - 1) / (last - first),
-                   "latency": first - start, **counters})
+                   "latency": first - start, **counters, **harness.bench.speed()})
     assert counters["busy_cycles"] == beats, counters
     assert counters["stall_cycles"] == 0, counters
     assert last - first == beats - 1, (first, last, beats)

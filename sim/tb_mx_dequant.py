@@ -127,7 +127,8 @@ async def full_rate_when_unimpeded(dut):
     assert counters["cycles"] == beats + 4, counters
     write_results({"test": "full_rate_when_unimpeded", "beats": beats, "lanes": cfg.lanes,
                    "elements_per_cycle": cfg.lanes * beats / counters["busy_cycles"],
-                   "latency": counters["cycles"] - beats, **counters})
+                   "latency": counters["cycles"] - beats, **counters,
+                   **harness.bench.speed()})
 
 
 @cocotb.test()

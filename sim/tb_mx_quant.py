@@ -91,7 +91,8 @@ async def full_rate_when_unimpeded(dut):
     elements_per_cycle = cfg.lanes * (beats - 1) / (last - first) if beats > 1 else cfg.lanes
     latency = first - start
     write_results({"test": "full_rate_when_unimpeded", "beats": beats, "lanes": cfg.lanes,
-                   "elements_per_cycle": elements_per_cycle, "latency": latency, **counters})
+                   "elements_per_cycle": elements_per_cycle, "latency": latency, **counters,
+                   **harness.bench.speed()})
     assert counters["busy_cycles"] == beats, counters
     assert counters["stall_cycles"] == 0, counters
     assert last - first == beats - 1, (first, last, beats)

@@ -199,7 +199,8 @@ async def counters_exact_when_unimpeded(dut):
     await harness.run()
     harness.scoreboard.finish()
     counters = harness.counters()
-    write_results({"test": "counters_exact_when_unimpeded", "beats": beats, **counters})
+    write_results({"test": "counters_exact_when_unimpeded", "beats": beats, **counters,
+                   **harness.bench.speed()})
     assert counters["busy_cycles"] == beats, counters
     assert counters["stall_cycles"] == 0, counters
     assert beats < counters["cycles"] <= beats + 8, counters
