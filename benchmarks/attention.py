@@ -14,10 +14,10 @@ from pathlib import Path
 
 from benchmarks.simulation import simulate_top
 from gateware.bench_harness import AttentionBenchHarness
+from gateware.jobs import run_all
 from gateware.registry import get_block
 from hdl.attention.layout import work
 from synth.report import results_table_markdown
-from gateware.jobs import run_all
 
 __all__ = ["main"]
 

@@ -15,9 +15,9 @@ from pathlib import Path
 
 from benchmarks.simulation import simulate_top
 from gateware.bench_harness import GemmBenchHarness
+from gateware.jobs import run_all
 from gateware.registry import get_block
 from synth.report import results_table_markdown
-from gateware.jobs import run_all
 
 __all__ = ["main"]
 
