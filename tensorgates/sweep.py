@@ -54,7 +54,8 @@ def generate_point(block: str, settings: dict[str, str]) -> dict:
     def compute() -> dict:
         config = get_block(block).config(settings)
         design = generate(config, design_dir(config))
-        return {"digest": design.digest, "design": config.slug()}
+        return {"digest": design.digest, "design": config.slug(),
+                "verilog_bytes": design.verilog.stat().st_size}
     return _timed(compute)
 
 
@@ -302,7 +303,8 @@ def _run(entry, points: list[Point], sweep: Sweep, *, targets, bench, regress, s
                     if hit is not None:
                         settle(point, name, task_key, "cached", record=hit)
                         continue
-                    submitted = client.submit(function, *arguments, pure=False)
+                    submitted = client.submit(function, *arguments, pure=False,
+                                              priority=_priority(name, record))
                     meta[submitted] = (point, name, task_key)
                     futures.add(submitted)
                 if not tasks and not remaining[id(point)]:
@@ -312,6 +314,17 @@ def _run(entry, points: list[Point], sweep: Sweep, *, targets, bench, regress, s
             settle(point, task, key, "computed", record=record)
         bar.close()
     journal.close()
+
+
+#: Relative cost of a task per byte of Verilog: placing and routing dominates.
+_TASK_WEIGHT = {"synth:ecp5": 8, "synth:ice40": 6, "regress": 4, "synth:generic": 2, "bench": 1}
+
+
+def _priority(task: str, generated: dict) -> int:
+    """Dask runs queued tasks of higher priority first: the longest first (estimated from the
+    task kind and the size of the Verilog), so that no long task is left to run alone at the
+    end of the sweep while the other workers idle."""
+    return _TASK_WEIGHT.get(task, 1) * generated.get("verilog_bytes", 0)
 
 
 # ---------------------------------------------------------------- rows, Pareto, files
