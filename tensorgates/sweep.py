@@ -414,8 +414,10 @@ def _axes(target: str) -> tuple[str, str, str, str]:
     return "luts", "ops_per_s", f"{target} LUTs", "{op}/s at Fmax"
 
 
-def _plot(rows: list[dict], target: str, path: Path, title: str) -> list[dict]:
-    """The Pareto plot of one target; returns its Pareto-optimal rows."""
+def _plot(rows: list[dict], target: str, path: Path, title: str, axes: list[str]
+          ) -> list[dict]:
+    """The Pareto plot of one target, points coloured by the first grid key and the
+    Pareto-optimal ones circled, joined and labelled; returns those rows."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -425,14 +427,19 @@ def _plot(rows: list[dict], target: str, path: Path, title: str) -> list[dict]:
         return []
     flags = pareto([(r[area], r[throughput]) for r in usable])
     optimal = sorted((r for r, f in zip(usable, flags, strict=True) if f), key=lambda r: r[area])
-    figure, axis = plt.subplots(figsize=(6.4, 4.4))
-    axis.scatter([r[area] for r in usable], [r[throughput] for r in usable], color="C0",
-                 label="design point")
-    axis.plot([r[area] for r in optimal], [r[throughput] for r in optimal], "o--", color="C3",
-              markersize=9, markerfacecolor="none", label="Pareto-optimal")
-    for r in usable:
+    figure, axis = plt.subplots(figsize=(7.6, 4.6))
+    key = axes[0]
+    groups = list(dict.fromkeys(str(r.get(key, r.get(f"cfg_{key}"))) for r in usable))
+    for index, value in enumerate(groups):
+        members = [r for r in usable if str(r.get(key, r.get(f"cfg_{key}"))) == value]
+        axis.scatter([r[area] for r in members], [r[throughput] for r in members],
+                     color=f"C{index % 10}", label=f"{key}={value}", zorder=3)
+    axis.plot([r[area] for r in optimal], [r[throughput] for r in optimal], "o--",
+              color="black", markersize=11, markerfacecolor="none", label="Pareto-optimal",
+              zorder=2)
+    for index, r in enumerate(optimal):   # labels alternate below and above: neighbours
         axis.annotate(r["_label"], (r[area], r[throughput]), textcoords="offset points",
-                      xytext=(4, 4), fontsize=7)
+                      xytext=(6, -11 if index % 2 else 6), fontsize=7)
     unfit = [r for r in rows if r["target"] == target and r.get("fits") is False and r.get(area)]
     if unfit:
         axis.scatter([r[area] for r in unfit], [0] * len(unfit), marker="x", color="grey",
@@ -443,7 +450,7 @@ def _plot(rows: list[dict], target: str, path: Path, title: str) -> list[dict]:
     axis.set_ylabel(ylabel.format(op=usable[0].get("op") or "op"))
     axis.set_title(title, fontsize=10)
     axis.grid(True, which="both", alpha=0.3)
-    axis.legend(fontsize=8)
+    axis.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
@@ -477,7 +484,7 @@ def _write(sweep: Sweep, command: dict, targets) -> None:
     for target in targets:
         title = f"{command['block']} on {target}: Pareto front"
         image = f"pareto_{target}.png"
-        optimal = _plot(rows, target, sweep.folder / image, title)
+        optimal = _plot(rows, target, sweep.folder / image, title, list(command["grid"]))
         _area, _throughput, xlabel, ylabel = _axes(target)
         lines += [f"## {target}", ""]
         if optimal:
