@@ -457,6 +457,15 @@ def _plot(rows: list[dict], target: str, path: Path, title: str, axes: list[str]
     return optimal
 
 
+def _shown(row: dict, column: str):
+    """A table cell: throughputs in G/s and k/s per LUT, so that they read at a glance."""
+    if column == "G_ops_per_s":
+        return row["ops_per_s"] / 1e9 if row.get("ops_per_s") else None
+    if column == "k_ops_per_s_per_lut":
+        return row["ops_per_s_per_lut"] / 1e3 if row.get("ops_per_s_per_lut") else None
+    return row.get(column, row.get(f"cfg_{column}"))
+
+
 def _write(sweep: Sweep, command: dict, targets) -> None:
     import pandas
 
@@ -496,10 +505,9 @@ def _write(sweep: Sweep, command: dict, targets) -> None:
         columns = [*command["grid"], "luts" if target != "generic" else "transistors",
                    *(("ffs", "dsps", "brams", "fmax_mhz", "fits") if target != "generic"
                      else ("cells",)), "figure", "value", "ops_per_cycle",
-                   *(("ops_per_s", "ops_per_s_per_lut") if target != "generic" else ()),
-                   "regression", "wall_s", "error"]
-        table = [{c: row.get(c, row.get(f"cfg_{c}")) for c in columns}
-                 for row in rows if row["target"] == target]
+                   *(("G_ops_per_s", "k_ops_per_s_per_lut") if target != "generic" else ()),
+                   *(("regression",) if command["regress"] else ()), "wall_s", "error"]
+        table = [{c: _shown(row, c) for c in columns} for row in rows if row["target"] == target]
         lines += [results_table_markdown(table), ""]
     lines += ["Files: [points.csv](points.csv), `points.parquet`, `journal.jsonl` (each task: "
               "computed or cached, per run).", ""]
