@@ -84,10 +84,15 @@ def dask_client(*, workers: int = 1, scheduler: str | None = None) -> Iterator[A
             yield client
         return
     # No memory limit: a nanny would restart a worker in the middle of a large Verilator build.
-    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                      memory_limit=0, dashboard_address=":0",
-                      silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
+    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                           memory_limit=0, dashboard_address=":0", silence_logs=logging.ERROR)
+    client = Client(cluster)
+    try:
         yield client
+    finally:
+        client.close()
+        # an interrupted run must not wait for the workers' running tools to finish
+        cluster.close(timeout=10)
 
 
 def run_all(function: Callable[..., dict], jobs: Iterable[dict], *, workers: int = 1,
