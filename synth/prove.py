@@ -84,7 +84,7 @@ POINTS: dict[str, FormalPoint] = {
                         "srf": "1", "crf": "4", "x_words": "32", "tRCD": "2", "tRP": "2",
                         "tRAS": "2", "tRC": "5", "tRRD_S": "1", "tRRD_L": "1",
                         "tCCD_S": "2", "tCCD_L": "2", "tWR": "1", "tRTP": "2", "tFAW": "5",
-                        "tREFI": "4", "tRFC": "2"}, 13, 16),
+                        "tREFI": "4", "tRFC": "2"}, 14, 16),
 }
 
 
