@@ -11,12 +11,12 @@ down-counters: per row buffer the DRAM cycle of the last ACT, PRE, RD and WR; pe
 and channel-wide the last activations (and the four most recent, for tFAW); per column path and
 group the last column command; the last all-bank column command, data-bus command and REF; the
 open row of every buffer and the mode. A raw command's verdict is read from the ports: the
-clock after the command is taken, ``counters.accepted`` or ``counters.rejected`` has moved by
-one. What a rejected command must not change is read from the channel's registers and memory
+clock after the command is taken, ``counters.accepted`` or ``counters.rejected`` has moved.
+What a rejected command must not change is read from the channel's registers and memory
 write ports directly (the harness elaborates the channel and finds them by name).
 
-The GEMV sequencer is kept idle (no descriptor, no x): its schedule is checked against golden
-``schedule_gemv`` command for command in simulation; here the raw command port is free.
+The channel is built without the GEMV sequencer (its schedule is checked against golden
+``schedule_gemv`` command for command in simulation): the raw command port is free.
 """
 from __future__ import annotations
 
