@@ -130,8 +130,14 @@ def test_a_lost_worker_s_tasks_are_retried(tmp_path, cluster):
     assert all(row["transistors"] and not row["error"] for row in rows), rows
 
 
+def _default_sigint() -> None:
+    """Ctrl-C as in a terminal: a pytest-xdist worker ignores SIGINT, and a child inherits
+    that (Python then installs no KeyboardInterrupt handler)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_an_interrupted_sweep_resumes_without_computing_a_point_twice(tmp_path):
-    first = _tensorgates([*SWEEP, "--workers", "1"], tmp_path)
+    first = _tensorgates([*SWEEP, "--workers", "1"], tmp_path, preexec_fn=_default_sigint)
     _wait_for(lambda: _journal(tmp_path) or first.poll() is not None, 300, "a first record")
     assert first.poll() is None, "the sweep ended before it could be interrupted"
     first.send_signal(signal.SIGINT)
