@@ -46,6 +46,9 @@ class BlockEntry:
     output_keys: tuple[str, ...]    # npz keys `sim --outputs` writes (each also as <key>_golden)
     regression: tuple[dict, ...] = ()   # `make test` design points (settings as strings)
     regression_full: tuple[dict, ...] = ()  # extra points of `make test-full`
+    # `make test` points run on Verilator only, their Icarus runs in `make test-full`: the
+    # largest default points, whose Icarus run alone costs a minute or more
+    regression_verilator: tuple[dict, ...] = ()
     synthesis: tuple[dict, ...] = ()    # design points of the area/Fmax report
     demo: dict = field(default_factory=dict)
     small: dict = field(default_factory=dict)   # a useful point that fits an iCE40 UP5K
@@ -272,10 +275,8 @@ BLOCKS: dict[str, BlockEntry] = {entry.name: entry for entry in [
         check_inputs="hdl.attention.layout:check_inputs",
         input_keys=("q", "k", "v"),
         output_keys=("o",),
-        regression=(
-            {"rows": "4", "cols": "4", "max_head_dim": "16"},
-            {"rows": "8", "cols": "8", "max_head_dim": "64"},
-        ),
+        regression=({"rows": "4", "cols": "4", "max_head_dim": "16"},),
+        regression_verilator=({"rows": "8", "cols": "8", "max_head_dim": "64"},),
         regression_full=(
             {"rows": "3", "cols": "2", "max_head_dim": "32", "exp2": "table",
              "exp2_segments": "256", "causal": "false"},
@@ -308,8 +309,9 @@ BLOCKS: dict[str, BlockEntry] = {entry.name: entry for entry in [
         check_inputs="golden.pim:check_inputs",
         input_keys=("commands", "w", "x"),
         output_keys=("y", "accepted", "rule", "read_data"),
+        regression_verilator=(
+            {"banks": "4", "rows": "16", "columns": "16", "column_bits": "128", "lanes": "8"},),
         regression=(
-            {"banks": "4", "rows": "16", "columns": "16", "column_bits": "128", "lanes": "8"},
             {"banks": "1", "rows": "8", "columns": "8", "column_bits": "64", "lanes": "4",
              "dual_row_buffer": "false", "timing": "gddr6", "grf": "4", "srf": "2",
              "crf": "12", "x_words": "256"},

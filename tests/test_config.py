@@ -37,8 +37,8 @@ def test_accumulator_is_exact_for_every_runtime_k():
 
 def test_registry_points_are_valid_configs():
     for entry in BLOCKS.values():
-        for settings in (*entry.regression, *entry.regression_full, *entry.synthesis,
-                         entry.demo):
+        for settings in (*entry.regression, *entry.regression_verilator,
+                         *entry.regression_full, *entry.synthesis, entry.demo):
             entry.config(settings)
     with pytest.raises(ValueError, match="unknown block 'nope'; available: systolic_gemm"):
         get_block("nope")

@@ -1,6 +1,7 @@
 """cocotb co-simulation of every registry design point on both simulators.
 
-`make test` runs each block's `regression` points; `make test-full` adds `regression_full`.
+`make test` runs each block's `regression` points, and its `regression_verilator` points on
+Verilator; `make test-full` adds `regression_full` and the Icarus runs of `regression_verilator`.
 Icarus runs are skipped, with the reason shown, only where Icarus is not installed.
 """
 import json
@@ -15,12 +16,12 @@ from sim.runner import SIMULATORS, design_dir, run_testbench, simulate, simulato
 from tensorgates.cli import main
 
 
-def _points(attribute):
+def _points(attribute, simulators=SIMULATORS):
     return [pytest.param(entry, settings, simulator,
                          id=f"{entry.name}-{'-'.join(f'{k}{v}' for k, v in settings.items())}"
                             f"-{simulator}")
             for entry in BLOCKS.values() for settings in getattr(entry, attribute)
-            for simulator in SIMULATORS]
+            for simulator in simulators]
 
 
 def _require(simulator):
@@ -34,14 +35,16 @@ def _check(result):
     assert result.passed, f"{result.failures}/{result.tests} failed: {result.messages}"
 
 
-@pytest.mark.parametrize("entry, settings, simulator", _points("regression"))
+@pytest.mark.parametrize("entry, settings, simulator",
+                         _points("regression") + _points("regression_verilator", ["verilator"]))
 def test_regression(entry, settings, simulator):
     _require(simulator)
     _check(simulate(entry.config(settings), simulator))
 
 
 @pytest.mark.full
-@pytest.mark.parametrize("entry, settings, simulator", _points("regression_full"))
+@pytest.mark.parametrize("entry, settings, simulator",
+                         _points("regression_full") + _points("regression_verilator", ["icarus"]))
 def test_regression_full(entry, settings, simulator):
     _require(simulator)
     _check(simulate(entry.config(settings), simulator, env={"TG_JOBS": "12"}))
