@@ -97,6 +97,13 @@ def _versions(*packages: str) -> dict[str, str]:
     return versions
 
 
+#: What a benchmark figure depends on besides the block's Verilog: the self-driving tops, their
+#: cocotb modules, the runner that builds them and the per-block point functions.
+_BENCH_SOURCES = ("gateware/bench_harness.py", "sim/bench_*.py", "sim/runner.py",
+                  "sim/streams.py", "sim/testbench.py", "sim/tb_*.py", "benchmarks/points.py",
+                  "benchmarks/simulation.py", "benchmarks/pim.py")
+
+
 def _sources_digest(*patterns: str) -> str:
     """A digest of the project's Python sources matching ``patterns``: results that depend on
     testbench or benchmark code (not only on the Verilog) are keyed by it too."""
@@ -231,8 +238,7 @@ def _task_keys(entry: Any, point: Point, *, targets, bench: str, regress: bool
         tasks["regress"] = (key, regress_point, (entry.name, point.settings, REGRESSION_SEED))
     if bench != "none":
         key = cache_key(kind="sweep-bench", verilog=point.digest, quick=bench == "quick",
-                        sources=_sources_digest("sim/*.py", "benchmarks/*.py",
-                                                "gateware/bench_harness.py"), tools=tools)
+                        sources=_sources_digest(*_BENCH_SOURCES), tools=tools)
         tasks["bench"] = (key, bench_point, (entry.name, point.settings, bench == "quick"))
     for target in targets:
         tasks[f"synth:{target}"] = (synth_key(point.digest, target), synth_point,
