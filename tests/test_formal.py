@@ -98,9 +98,21 @@ def test_quick_block_proof(tmp_path):
     assert {r["verdict"] for r in record["properties"]} == {"proved", "bmc"}
 
 
+#: Proofs that do not pass yet (issue 11 is open; docs/formal.md, "Status"): reported as
+#: expected failures, not run, so that `make test-full` stays a verdict on the rest.
+OPEN_PROOFS = {
+    "kivi_quant": "BMC reaches step 23 of 28 in the 300 s run limit; output covers unreached",
+    "mx_quant": "BMC reaches step 26 of 28 in the 300 s run limit; output covers unreached",
+    "attention": "k-induction times out; no 30-clock trace reaches an output beat at its point",
+}
+
+
 @pytest.mark.full
 @needs_tools
-@pytest.mark.parametrize("block", sorted(set(BLOCKS) - {"pim"}))   # pim: see below
+@pytest.mark.parametrize("block", [
+    pytest.param(block, marks=pytest.mark.xfail(run=False, reason=OPEN_PROOFS[block]))
+    if block in OPEN_PROOFS else block
+    for block in sorted(set(BLOCKS) - {"pim"})])   # pim: see below
 def test_block_proof(block, tmp_path):
     entry, point = BLOCKS[block], prove.POINTS[block]
     record = prove.prove_harness(prove.harness_of(entry, entry.config(point.settings)),
