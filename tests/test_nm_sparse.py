@@ -49,7 +49,7 @@ def test_mac_inputs_outputs_npz(tmp_path):
     assert int(out["busy_cycles"]) == 5 * 3
 
 
-@pytest.mark.parametrize("n, m", [(2, 4), (2, 8)])
+@pytest.mark.parametrize("n, m", [(2, 4), pytest.param(2, 8, marks=pytest.mark.full)])
 def test_training_step_forward_and_backward_through_rtl(tmp_path, n, m):
     """SAT/BDWP: one training step's forward GEMM (W N:M along its input dim) and backward
     GEMM (W N:M along its output dim, fed transposed) through the RTL, bit-exactly."""
