@@ -18,11 +18,12 @@ import json
 import logging
 import os
 from collections.abc import Callable, Iterable, Iterator
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CACHE_DIR", "cache_key", "cached", "dask_client", "lookup", "run_all", "store",
-           "use_scheduler"]
+__all__ = ["CACHE_DIR", "cache_key", "cached", "dask_client", "lookup", "package_versions",
+           "run_all", "store", "use_scheduler"]
 
 CACHE_DIR = Path("build") / "cache"
 #: The scheduler that :func:`run_all` uses when its caller names none (``use_scheduler``).
@@ -43,6 +44,18 @@ def use_scheduler(address: str | None) -> Iterator[None]:
 
 def cache_key(**inputs: Any) -> str:
     return hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+def package_versions(*packages: str) -> dict[str, str]:
+    """The installed version of each package ("missing" when absent): part of the cache key of
+    every record a tool computes."""
+    versions = {}
+    for package in packages:
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = "missing"
+    return versions
 
 
 def lookup(key: str) -> dict | None:
@@ -96,39 +109,34 @@ def dask_client(*, workers: int = 1, scheduler: str | None = None) -> Iterator[A
 
 
 def run_all(function: Callable[..., dict], jobs: Iterable[dict], *, workers: int = 1,
-            scheduler: str | None = None, keys: list[str | None] | None = None,
+            scheduler: str | None = None,
             progress: Callable[[int, int, dict], None] | None = None) -> list[dict]:
     """Run ``function(**job)`` for every job; results come back in job order.
 
     One worker and no scheduler runs inline; otherwise the jobs go to Dask (see
-    :func:`dask_client`). With ``keys`` (one cache key or None per job), records already cached
-    are not recomputed and new ones are stored here, by the client. ``progress(done, total,
-    record)`` is called as each job ends. A job's exception is raised.
+    :func:`dask_client`). ``progress(done, total, record)`` is called as each job ends. A job's
+    exception is raised.
     """
     jobs = list(jobs)
     scheduler = scheduler or _default_scheduler
-    keys = keys or [None] * len(jobs)
-    results: list[dict | None] = [None if key is None else lookup(key) for key in keys]
-    todo = [index for index, record in enumerate(results) if record is None]
-    done = len(jobs) - len(todo)
+    results: list[dict] = []
 
-    def finished(index: int, record: dict) -> None:
-        nonlocal done
-        results[index] = record
-        if keys[index] is not None:
-            store(keys[index], record)
-        done += 1
+    def finished(record: dict) -> None:
         if progress:
-            progress(done, len(jobs), record)
+            progress(len(results), len(jobs), record)
 
-    if todo and workers <= 1 and not scheduler:
-        for index in todo:
-            finished(index, function(**jobs[index]))
-    elif todo:
-        from distributed import as_completed
-        with dask_client(workers=workers, scheduler=scheduler) as client:
-            futures = {client.submit(function, **jobs[index], pure=False): index
-                       for index in todo}
-            for future in as_completed(futures):
-                finished(futures[future], future.result())
-    return results   # type: ignore[return-value]
+    if workers <= 1 and not scheduler:
+        for job in jobs:
+            results.append(function(**job))
+            finished(results[-1])
+        return results
+    from distributed import as_completed
+    with dask_client(workers=workers, scheduler=scheduler) as client:
+        futures = {client.submit(function, **job, pure=False): index
+                   for index, job in enumerate(jobs)}
+        done: dict[int, dict] = {}
+        for future in as_completed(futures):
+            done[futures[future]] = future.result()
+            results.append(done[futures[future]])
+            finished(results[-1])
+    return [done[index] for index in range(len(jobs))]

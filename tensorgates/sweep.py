@@ -22,11 +22,10 @@ import sys
 import time
 import uuid
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from gateware.jobs import cache_key, dask_client, lookup, store
+from gateware.jobs import cache_key, dask_client, lookup, package_versions, store
 
 __all__ = ["BENCH_LEVELS", "SWEEP_DIR", "Sweep", "parse_grid", "run_sweep"]
 
@@ -68,7 +67,7 @@ def regress_point(block: str, settings: dict[str, str], seed: int) -> dict:
         result = simulate(get_block(block).config(settings), "verilator", seed=seed)
         return {"verdict": "PASS" if result.passed else "FAIL", "tests": result.tests,
                 "failures": result.failures, "seed": seed, "messages": result.messages,
-                "tools": _versions("cocotb", "verilator")}
+                "tools": package_versions("cocotb", "verilator")}
     return _timed(compute)
 
 
@@ -77,7 +76,7 @@ def bench_point(block: str, settings: dict[str, str], quick: bool) -> dict:
     from gateware.registry import get_block, load
     entry = get_block(block)
     return _timed(lambda: {**load(entry.sweep_point)(entry.config(settings), quick),
-                           "tools": _versions("cocotb", "verilator")})
+                           "tools": package_versions("cocotb", "verilator")})
 
 
 def synth_point(block: str, settings: dict[str, str], target: str) -> dict:
@@ -85,16 +84,6 @@ def synth_point(block: str, settings: dict[str, str], target: str) -> dict:
     from gateware.registry import get_block
     from synth.run import synthesize_design
     return _timed(lambda: synthesize_design(get_block(block).config(settings), target))
-
-
-def _versions(*packages: str) -> dict[str, str]:
-    versions = {}
-    for package in packages:
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            versions[package] = "missing"
-    return versions
 
 
 #: What a benchmark figure depends on besides the block's Verilog: the self-driving tops, their
@@ -230,7 +219,7 @@ def _task_keys(entry: Any, point: Point, *, targets, bench: str, regress: bool
                ) -> dict[str, tuple[str, Any, tuple]]:
     """Task name → (cache key, function, arguments) for one generated point."""
     from synth.run import synth_key
-    tools = _versions("cocotb", "verilator")
+    tools = package_versions("cocotb", "verilator")
     tasks = {}
     if regress:
         key = cache_key(kind="sweep-regress", verilog=point.digest, seed=REGRESSION_SEED,
