@@ -289,6 +289,16 @@ def cmd_demo(args) -> int:
     return status
 
 
+def cmd_build(args) -> int:
+    from tensorgates.build import cmd_build as build
+    return build(args)
+
+
+def cmd_run(args) -> int:
+    from tensorgates.host import cmd_run as run
+    return run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="tensorgates", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -350,6 +360,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=2, help="LocalCluster worker processes")
     p.add_argument("--name", help="results folder under build/sweep (default: block and keys)")
 
+    p = block_command("build", "bitstream for a real board: the block behind the UART host "
+                               "bridge → build/board/")
+    p.add_argument("--board", required=True, help="icebreaker, ulx3s-85f or orangecrab-25f")
+    p.add_argument("--baud", type=int, default=115200, help="UART baud rate")
+
+    p = block_command("run", "drive a board (or a co-simulated board top) over its UART and "
+                             "compare with the golden model")
+    p.add_argument("--port", required=True, help="serial port, e.g. /dev/ttyUSB0")
+    p.add_argument("--baud", type=int, default=115200, help="UART baud rate")
+    p.add_argument("--inputs", help="npz of the inputs (the `tensorgates sim` conventions; "
+                                    "default: random)")
+    p.add_argument("--outputs", help="npz to write board and golden outputs and counters to")
+    p.add_argument("--seed", type=int, help="seed of random inputs")
+    p.add_argument("--timeout", type=float, default=10.0,
+                   help="seconds to wait for a reply before giving up")
+
     sub.add_parser("report", help="gather results into build/report/index.md with plots")
     sub.add_parser("demo", help="generate, co-simulate, synthesize and report every block's "
                                 "default design")
@@ -357,7 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 COMMANDS = {"list": cmd_list, "generate": cmd_generate, "sim": cmd_sim, "synth": cmd_synth,
-            "prove": cmd_prove,
+            "prove": cmd_prove, "build": cmd_build, "run": cmd_run,
             "bench": cmd_bench, "sweep": cmd_sweep, "report": cmd_report, "demo": cmd_demo}
 
 
