@@ -54,6 +54,9 @@ class BlockEntry:
     small: dict = field(default_factory=dict)   # a useful point that fits an iCE40 UP5K
     # (empty: none does, and the demo skips the block's iCE40 step)
     formal: str = ""    # "module:callable(config)" building the block's formal harness
+    # "module:object": the block's host adapter (npz arrays ↔ stream beats over the UART host
+    # bridge, for `tensorgates run`); see gateware/host_adapters.py
+    host: str = ""
 
     def config(self, settings: dict[str, str] | None = None) -> BlockConfig:
         """A validated config from ``key=value`` strings (``ValueError`` on bad input)."""
@@ -77,6 +80,7 @@ def _every_format_and_rounding() -> tuple[dict, ...]:
 BLOCKS: dict[str, BlockEntry] = {entry.name: entry for entry in [
     BlockEntry(
         name="systolic_gemm",
+        host="gateware.host_adapters:SYSTOLIC_GEMM",
         summary="R×C systolic int GEMM array, output- or weight-stationary, runtime M×K×N",
         config_class=SystolicGemmConfig,
         factory="hdl.systolic:make_systolic_gemm",
@@ -112,6 +116,7 @@ BLOCKS: dict[str, BlockEntry] = {entry.name: entry for entry in [
     ),
     BlockEntry(
         name="nm_sparse_gemm",
+        host="gateware.host_adapters:NM_SPARSE_GEMM",
         summary="R×C systolic array of N:M sparse PEs, C = A·Wᵀ with W compressed N:M "
                 "(or dense per job), runtime M×K×N",
         config_class=NMSparseGemmConfig,
@@ -147,6 +152,7 @@ BLOCKS: dict[str, BlockEntry] = {entry.name: entry for entry in [
     ),
     BlockEntry(
         name="nm_sparse_mac",
+        host="gateware.host_adapters:NM_SPARSE_MAC",
         summary="one N:M sparse PE: M activations and N (value, index) pairs per beat, "
                 "exact dot products",
         config_class=NMSparseMacConfig,
@@ -174,6 +180,7 @@ BLOCKS: dict[str, BlockEntry] = {entry.name: entry for entry in [
     ),
     BlockEntry(
         name="mx_quant",
+        host="gateware.host_adapters:MX_QUANT",
         summary="streaming block quantizer: OCP MX (MXINT8, MXFP8/6/4) and BFP, E8M0 shared "
                 "scale, four rounding modes, `lanes` elements per cycle",
         config_class=MXQuantConfig,
@@ -210,6 +217,7 @@ BLOCKS: dict[str, BlockEntry] = {entry.name: entry for entry in [
     ),
     BlockEntry(
         name="mx_dequant",
+        host="gateware.host_adapters:MX_DEQUANT",
         summary="streaming block dequantizer: MX / BFP codes and E8M0 scales to fp32, exact",
         config_class=MXDequantConfig,
         factory="hdl.quant:make_mx_dequant",
@@ -237,6 +245,7 @@ BLOCKS: dict[str, BlockEntry] = {entry.name: entry for entry in [
     ),
     BlockEntry(
         name="kivi_quant",
+        host="gateware.host_adapters:KIVI_QUANT",
         summary="KIVI asymmetric 2/4-bit group quantizer (keys per channel, values per token), "
                 "integer arithmetic with no divider, `lanes` elements per cycle",
         config_class=KiviQuantConfig,
@@ -262,6 +271,7 @@ BLOCKS: dict[str, BlockEntry] = {entry.name: entry for entry in [
     ),
     BlockEntry(
         name="attention",
+        host="gateware.host_adapters:ATTENTION",
         summary="fused attention (FlashAttention online softmax, FuseMax overlap): R×C array "
                 "for q·kᵀ and p·v plus per-row softmax units; runtime Nq, Nkv, d, H, Hkv, "
                 "causal, scale",
@@ -296,6 +306,7 @@ BLOCKS: dict[str, BlockEntry] = {entry.name: entry for entry in [
     ),
     BlockEntry(
         name="pim",
+        host="gateware.host_adapters:PIM",
         summary="PIM bank logic (HBM-PIM / AiM / NeuPIMs): DRAM banks with MAC units per bank or "
                 "bank pair, all-bank PIM mode, dual row buffers, DRAM timing enforced in "
                 "hardware, a GEMV sequencer",
