@@ -1,53 +1,275 @@
-"""``tensorgates report``: gathers simulation, synthesis and benchmark results found under
-``build/`` into ``build/report/index.md`` with PNG plots."""
+"""``tensorgates report``: gathers simulation, synthesis, board and benchmark results found under
+``build/`` into ``build/report/index.md`` with PNG plots.
+
+Only current results are shown: a design folder is ``build/<block>/<slug>-<hash of the config>``,
+so a record whose folder no longer matches its config under today's config class (a field was
+added or a default changed) is stale and left out, and within a folder each simulator or target
+has one record, the latest run's. ``tensorgates report --synth`` first synthesizes the registry's
+report points that have no record yet (:func:`synthesize_points`; cached, so reruns are quick).
+"""
 from __future__ import annotations
 
 import json
 import os
+import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from .report import results_table_markdown
 
-__all__ = ["write_report"]
+__all__ = ["PLOTS", "report_points", "synthesize_points", "write_report"]
+
+TARGETS = ("ecp5", "ice40", "generic")
 
 
-def _load(paths) -> list[dict]:
-    return [json.loads(path.read_text()) for path in sorted(paths)]
+# ---------------------------------------------------------------- records under build/
+
+def _current_records(root: Path, pattern: str) -> list[tuple[Path, dict]]:
+    """``(path, record)`` of every JSON record matching ``pattern`` under ``root`` whose folder
+    is the one today's config class gives its config (others are stale)."""
+    from gateware.registry import BLOCKS
+    from sim.runner import design_dir
+    found = []
+    for path in sorted(root.glob(pattern)):
+        try:
+            record = json.loads(path.read_text())
+            settings = dict(record["config"])
+            entry = BLOCKS[settings.pop("block")]
+            config = entry.config_class(**settings)
+        except (KeyError, TypeError, ValueError, json.JSONDecodeError):
+            continue
+        if design_dir(config, root).name != path.parent.name:
+            continue
+        found.append((path, record))
+    return found
+
+
+def _when(path: Path) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.gmtime(path.stat().st_mtime))
 
 
 def _sim_rows(root: Path) -> list[dict]:
     rows = []
-    for record in _load(root.glob("*/*/sim_*.json")):
-        rows.append({"design": _slug(record["config"]),
+    for path, record in _current_records(root, "*/*/sim_*.json"):
+        rows.append({"design": path.parent.name.rsplit("-", 1)[0],
                      "simulator": record["simulator"],
                      "result": "PASS" if record["passed"] else "FAIL",
                      "tests": f"{record['tests'] - record['failures']}/{record['tests']}",
-                     "seed": record["seed"], "log": os.path.relpath(record["log"])})
+                     "seed": record["seed"], "run (UTC)": _when(path),
+                     "log": os.path.relpath(record["log"])})
     return rows
 
 
-def _slug(config: dict) -> str:
-    settings = ", ".join(f"{k}={v}" for k, v in config.items() if k != "block")
-    return f"{config['block']} ({settings})"
+# ---------------------------------------------------------------- the area report
+
+def report_points(entry) -> list[tuple[dict, tuple[tuple[str, bool], ...]]]:
+    """The report's design points of a registry entry and, for each, ``(target, place)`` pairs:
+    the ``synthesis`` points on ECP5 (placed: Fmax), iCE40 (area only: most do not fit the
+    UP5K) and generic; the ``small`` point on all three, placed on the iCE40."""
+    points = [(dict(point), (("ecp5", True), ("ice40", False), ("generic", False)))
+              for point in entry.synthesis]
+    if entry.small:
+        small = (dict(entry.small), (("ecp5", True), ("ice40", True), ("generic", False)))
+        points = [point for point in points if point[0] != small[0]] + [small]
+    return points
 
 
-def _synth_rows(root: Path) -> list[dict]:
-    rows = []
-    for record in _load(root.glob("*/*/synth_*.json")):
-        rows.append({"design": _slug(record["config"]), "target": record["target"],
-                     "device": record.get("device"), "luts": record.get("luts"),
-                     "ffs": record.get("ffs"), "dsps": record.get("dsps"),
-                     "brams": record.get("brams"), "cells": record.get("cells"),
-                     "transistors": record.get("transistors"),
-                     "fmax_mhz": record.get("fmax_mhz"), "fits": record.get("fits")})
-    return rows
+def _label(block: str, config: dict) -> str:
+    """A short name of a design point for plot axes and tables."""
+    c = config
+    if block in ("systolic_gemm",):
+        return f"{c['rows']}×{c['cols']}" + (" WS" if c["dataflow"] != "output_stationary"
+                                             else "")
+    if block == "nm_sparse_gemm":
+        return f"{c['rows']}×{c['cols']} {c['n']}:{c['m']}"
+    if block == "nm_sparse_mac":
+        return f"{c['n']}:{c['m']}"
+    if block in ("mx_quant", "mx_dequant"):
+        return f"{c['format']} ×{c['lanes']}" + (f" b{c['block_size']}"
+                                                 if c.get("block_size") != 32 else "")
+    if block == "kivi_quant":
+        return f"{c['bits']}-bit ×{c['lanes']} g{c['group']}"
+    if block == "attention":
+        return f"{c['rows']}×{c['cols']} d{c['max_head_dim']}"
+    if block == "pim":
+        return f"{c['banks']} banks ×{c['lanes']} {c['unit']}"
+    return ", ".join(f"{k}={v}" for k, v in c.items() if k != "block")
 
 
-def _plot_gemm_utilization(bench: dict, out: Path) -> str | None:
+def _area_rows(root: Path) -> tuple[dict[str, list[dict]], int]:
+    """Per block, one row per report point with its records per target; and how many other
+    current synthesis records (sweeps, benchmarks) exist."""
+    from gateware.registry import BLOCKS
+    records: dict[tuple[str, str], dict[str, dict]] = {}
+    for path, record in _current_records(root, "*/*/synth_*.json"):
+        records.setdefault((record["block"], path.parent.name), {})[record["target"]] = record
+    from sim.runner import design_dir
+    blocks: dict[str, list[dict]] = {}
+    shown = set()
+    for entry in BLOCKS.values():
+        for settings, _targets in report_points(entry):
+            config = entry.config(settings)
+            key = (entry.name, design_dir(config, root).name)
+            shown.add(key)
+            blocks.setdefault(entry.name, []).append(
+                {"label": _label(entry.name, config.to_dict()), "config": config.to_dict(),
+                 "small": settings == entry.small, "targets": records.get(key, {})})
+    return blocks, len(set(records) - shown)
+
+
+def _area_table(rows: list[dict]) -> list[dict]:
+    table = []
+    for row in rows:
+        ecp5, ice40, generic = (row["targets"].get(t, {}) for t in TARGETS)
+        table.append({
+            "design": row["label"] + (" (iCE40 point)" if row["small"] else ""),
+            "ECP5 LUT": ecp5.get("luts"), "FF": ecp5.get("ffs"), "DSP": ecp5.get("dsps"),
+            "BRAM": ecp5.get("brams"), "mult": ecp5.get("multipliers"),
+            "Fmax MHz": ecp5.get("fmax_mhz"),
+            "ECP5-85F": _fit(ecp5),
+            "iCE40 LUT": ice40.get("luts"), "iCE40 FF": ice40.get("ffs"),
+            "iCE40 DSP": ice40.get("dsps"), "iCE40 BRAM": ice40.get("brams"),
+            "UP5K": _fit(ice40),
+            "cells": generic.get("cells"), "transistors": generic.get("transistors"),
+        })
+    return table
+
+
+def _fit(record: dict) -> str | None:
+    if not record:
+        return None
+    if record.get("fits") is None:
+        return "not placed"
+    return "fits" if record["fits"] else f"no: {record.get('overflow')}"
+
+
+def _pyplot():
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    return plt
 
+
+_AXIS_NAMES = {"systolic_gemm": "array (rows × cols)", "nm_sparse_gemm": "array, N:M",
+               "nm_sparse_mac": "N:M", "mx_quant": "format × lanes",
+               "mx_dequant": "format × lanes", "kivi_quant": "bits × lanes, group",
+               "attention": "array, max head dim", "pim": "banks × lanes, MAC unit"}
+
+
+def _plot_block_area(block: str, rows: list[dict], out: Path) -> str | None:
+    """Three panels over the block's report points: FPGA area (ECP5 LUT and FF, iCE40 LUT, log
+    scale), ECP5 Fmax out of context, and the technology-neutral transistor count."""
+    rows = [row for row in rows if row["targets"]]
+    if not rows:
+        return None
+    plt = _pyplot()
+    labels = [row["label"] for row in rows]
+    x = list(range(len(rows)))
+
+    def values(target: str, key: str) -> list[float]:
+        # NaN, not 0, where a record is missing: no bar rather than a misleading one
+        return [row["targets"].get(target, {}).get(key) or float("nan") for row in rows]
+
+    figure, (area, fmax, gates) = plt.subplots(1, 3, figsize=(12, 3.8))
+    series = [("ECP5 LUT", "ecp5", "luts"), ("ECP5 FF", "ecp5", "ffs"),
+              ("iCE40 LUT", "ice40", "luts")]
+    width = 0.8 / len(series)
+    for index, (name, target, key) in enumerate(series):
+        area.bar([i + (index - 1) * width for i in x], values(target, key), width, label=name,
+                 color=f"C{index}")
+    area.set_yscale("log")
+    area.set_ylabel("cells")
+    area.set_title("FPGA area (after synthesis)")
+    area.legend(fontsize=8)
+    fmaxes = values("ecp5", "fmax_mhz")
+    fmax.bar(x, fmaxes, 0.6, color="C3")
+    for i, value in zip(x, fmaxes, strict=True):
+        known = value == value
+        fmax.annotate(f"{value:.0f}" if known else "none", (i, value if known else 0),
+                      ha="center", va="bottom", fontsize=8)
+    fmax.set_ylabel("MHz")
+    fmax.set_title("ECP5-85F Fmax (out of context)")
+    fmax.set_ylim(0, max([v for v in fmaxes if v == v] + [1]) * 1.18)
+    transistors = [v / 1e3 for v in values("generic", "transistors")]
+    gates.bar(x, transistors, 0.6, color="C4")
+    gates.set_ylabel("thousand transistors")
+    gates.set_title("technology-neutral (Yosys CMOS estimate)")
+    for axis in (area, fmax, gates):
+        axis.set_xticks(x, labels, rotation=20, ha="right", fontsize=8)
+        axis.set_xlabel(_AXIS_NAMES.get(block, "design point"))
+    figure.suptitle(f"{block}: area and Fmax per design point", fontsize=11)
+    figure.tight_layout()
+    name = f"area_{block}.png"
+    figure.savefig(out / name, dpi=110)
+    plt.close(figure)
+    return name
+
+
+def _plot_area_overview(blocks: dict[str, list[dict]], out: Path) -> str | None:
+    """Every block's ECP5 points: LUTs against Fmax, one colour per block."""
+    points = [(block, row) for block, rows in blocks.items() for row in rows
+              if row["targets"].get("ecp5", {}).get("luts")
+              and row["targets"]["ecp5"].get("fmax_mhz")]
+    if not points:
+        return None
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(8, 5))
+    for index, block in enumerate(blocks):
+        mine = [row for b, row in points if b == block]
+        if not mine:
+            continue
+        xs = [row["targets"]["ecp5"]["luts"] for row in mine]
+        ys = [row["targets"]["ecp5"]["fmax_mhz"] for row in mine]
+        axis.scatter(xs, ys, color=f"C{index}", label=block, s=30)
+        for row, x, y in zip(mine, xs, ys, strict=True):
+            axis.annotate(row["label"], (x, y), fontsize=7, xytext=(3, 3),
+                          textcoords="offset points")
+    axis.set_xscale("log")
+    axis.set_xlabel("ECP5 LUTs (log scale)")
+    axis.set_ylabel("ECP5-85F Fmax, MHz (out of context)")
+    axis.set_title("Area against clock: every block's report points")
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    name = "area_overview.png"
+    figure.savefig(out / name, dpi=110)
+    plt.close(figure)
+    return name
+
+
+def synthesize_points(blocks: Iterable[str] | None = None, targets: Iterable[str] = TARGETS,
+                      progress: Callable[[str], None] = print) -> list[dict]:
+    """Synthesize every report point (:func:`report_points`) of ``blocks`` (default all) for
+    ``targets``; cached by Verilog digest, so points already done cost nothing. A tool failure
+    is reported and skipped, so one bad point does not stop the report."""
+    from gateware.registry import BLOCKS, get_block
+    from synth.flow import SynthError
+    from synth.run import synthesize_config
+    entries = [get_block(name) for name in blocks] if blocks else list(BLOCKS.values())
+    targets = tuple(targets)
+    jobs = [(entry, settings, target, place) for entry in entries
+            for settings, pairs in report_points(entry) for target, place in pairs
+            if target in targets]
+    records = []
+    for index, (entry, settings, target, place) in enumerate(jobs, 1):
+        config = entry.config(settings)
+        started = time.monotonic()
+        try:
+            record = synthesize_config(config, target, place=place)
+        except SynthError as error:
+            progress(f"  [{index}/{len(jobs)}] {config.slug()} {target}: failed: "
+                     f"{str(error).splitlines()[0]}")
+            continue
+        records.append(record)
+        progress(f"  [{index}/{len(jobs)}] {config.slug()} {target}: "
+                 f"{time.monotonic() - started:.0f} s")
+    return records
+
+
+# ---------------------------------------------------------------- benchmark headline plots
+
+def _plot_gemm_utilization(bench: dict, out: Path) -> str | None:
+    plt = _pyplot()
     rows = bench["rows"]
     designs = sorted({(row["array"], row.get("dataflow", "OS")) for row in rows},
                      key=lambda d: (d[1], int(d[0].split("x")[0])))
@@ -70,15 +292,23 @@ def _plot_gemm_utilization(bench: dict, out: Path) -> str | None:
     axis.set_ylabel("MAC utilization")
     axis.set_title("systolic_gemm: measured utilization vs fold-by-fold model")
     axis.legend(fontsize=7, ncol=2)
+    return _save(figure, out, "systolic_gemm_utilization.png")
+
+
+def _save(figure, out: Path, name: str) -> str:
+    plt = _pyplot()
     figure.tight_layout()
-    path = out / "systolic_gemm_utilization.png"
-    figure.savefig(path, dpi=120)
+    figure.savefig(out / name, dpi=120)
     plt.close(figure)
-    return path.name
+    return name
 
 
-PLOTS = {"systolic_gemm": _plot_gemm_utilization}
+PLOTS: dict[str, Callable[[dict, Path], str | None]] = {
+    "systolic_gemm": _plot_gemm_utilization,
+}
 
+
+# ---------------------------------------------------------------- the page
 
 def write_report(root: Path = Path("build")) -> Path:
     """Write ``root/report/index.md`` (and plots) from what earlier commands left in ``root``."""
@@ -86,29 +316,92 @@ def write_report(root: Path = Path("build")) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     parts = ["# tensorgates report", "",
              "Gathered by `tensorgates report` from the results under `build/`; every number "
-             "comes from a `tensorgates sim`, `synth`, `bench` or `sweep` run.", ""]
+             "comes from a `tensorgates sim`, `synth`, `build`, `bench` or `sweep` run. "
+             "`tensorgates report --synth` first synthesizes the report's design points that "
+             "have no record yet.", ""]
+    parts += _benchmark_section(root, out)
+    parts += _area_section(root, out)
+    parts += _board_section(root, out)
     sims = _sim_rows(root)
     parts += ["## Co-simulation against the golden models", "",
+              "The latest run of each design point and simulator.", "",
               results_table_markdown(sims) if sims else "No simulation results yet "
               "(`tensorgates sim BLOCK`).", ""]
-    synths = _synth_rows(root)
-    parts += ["## Synthesis", "",
-              results_table_markdown(synths) if synths else "No synthesis results yet "
-              "(`tensorgates synth BLOCK --target ecp5`).", ""]
-    parts += ["## Benchmarks", ""]
+    parts += _sweep_section(root, out)
+    index = out / "index.md"
+    index.write_text("\n".join(parts))
+    return index
+
+
+def _benchmark_section(root: Path, out: Path) -> list[str]:
+    parts = ["## Benchmarks", ""]
     benches = sorted((root / "bench").glob("*.json"))
     if not benches:
-        parts += ["No benchmark results yet (`tensorgates bench`).", ""]
+        return [*parts, "No benchmark results yet (`tensorgates bench`).", ""]
     for path in benches:
         bench = json.loads(path.read_text())
-        markdown = path.with_suffix(".md").read_text()
-        parts += [markdown.replace("# ", "### ", 1), ""]
-        plot = PLOTS.get(bench.get("benchmark"))
+        markdown = path.with_suffix(".md")
+        if markdown.is_file():
+            parts += [_demote(markdown.read_text()), ""]
+        plot = PLOTS.get(bench.get("benchmark", path.stem))
         if plot:
             name = plot(bench, out)
             if name:
-                parts += [f"![{bench['benchmark']}]({name})", ""]
-    parts += ["## Design-space sweeps", ""]
+                parts += [f"![{path.stem}]({name})", ""]
+    return parts
+
+
+def _demote(markdown: str) -> str:
+    """A benchmark page's headings two levels down, to sit under "Benchmarks"."""
+    return "\n".join("##" + line if line.startswith("#") else line
+                     for line in markdown.splitlines())
+
+
+def _area_section(root: Path, out: Path) -> list[str]:
+    blocks, others = _area_rows(root)
+    parts = ["## Area and Fmax", "",
+             "The registry's `synthesis` points of every block, plus its `small` point (the one "
+             "that fits an iCE40 UP5K). ECP5: `synth_ecp5` and nextpnr on the LFE5U-85F out of "
+             "context (LUT multipliers where the DSPs run out: `mult`); iCE40: `synth_ice40 "
+             "-dsp` (placed on the UP5K for the small point only); technology-neutral: Yosys "
+             "`abc -g cmos2` cells and CMOS transistor estimate. LUT counts are after synthesis "
+             "(carry cells count as their LUTs).", ""]
+    done = sum(1 for rows in blocks.values() for row in rows if row["targets"])
+    if not done:
+        return [*parts, "No synthesis results yet (`tensorgates report --synth`, or "
+                        "`tensorgates synth BLOCK --target ecp5`).", ""]
+    overview = _plot_area_overview(blocks, out)
+    if overview:
+        parts += [f"![area overview]({overview})", ""]
+    for block, rows in blocks.items():
+        parts += [f"### {block}", "", results_table_markdown(_area_table(rows))]
+        plot = _plot_block_area(block, rows, out)
+        if plot:
+            parts += [f"![{block} area]({plot})", ""]
+    if others:
+        parts += [f"{others} more synthesized design points (sweeps, benchmarks) are under "
+                  "`build/`; the sweeps' pages below tabulate theirs.", ""]
+    return parts
+
+
+def _board_section(root: Path, out: Path) -> list[str]:
+    from .boards import builds_table, collect_builds
+    builds = collect_builds(root / "board")
+    parts = ["## Board bitstreams", ""]
+    if not builds:
+        return [*parts, "No board builds yet (`tensorgates build BLOCK --board icebreaker`).",
+                        ""]
+    rows = builds_table(builds)
+    for row, build in zip(rows, builds, strict=True):
+        report = Path(build["folder"]) / "report.md"
+        row["report"] = f"[report]({os.path.relpath(report, out)})"
+    return [*parts, "The block behind the UART host bridge, placed and routed on the board's "
+                    "device at its own clock (`tensorgates build`).", "",
+                    results_table_markdown(rows), ""]
+
+
+def _sweep_section(root: Path, out: Path) -> list[str]:
+    parts = ["## Design-space sweeps", ""]
     sweeps = sorted((root / "sweep").glob("*/index.md"))
     if not sweeps:
         parts += ["No sweeps yet (`tensorgates sweep BLOCK --grid KEY=V1,V2 ...`).", ""]
@@ -119,6 +412,4 @@ def write_report(root: Path = Path("build")) -> Path:
             f"  ![{plot.stem}]({os.path.relpath(plot, out)})"
             for plot in sorted(path.parent.glob("pareto_*.png"))]
     parts.append("")
-    index = out / "index.md"
-    index.write_text("\n".join(parts))
-    return index
+    return parts

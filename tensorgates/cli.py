@@ -249,7 +249,21 @@ def cmd_sweep(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from synth.summary import write_report
+    from synth.summary import TARGETS, synthesize_points, write_report
+    if args.synth:
+        from gateware.registry import get_block
+        targets = tuple(t.strip() for t in args.targets.split(",") if t.strip())
+        bad = [t for t in targets if t not in TARGETS]
+        if bad or not targets:
+            raise UsageError(f"--targets {args.targets!r} is not allowed; expected some of "
+                             f"{', '.join(TARGETS)}")
+        try:
+            blocks = [get_block(name).name for name in args.block]
+        except ValueError as error:
+            raise UsageError(str(error)) from None
+        print(f"synthesizing the report's design points ({', '.join(targets)}) ...", flush=True)
+        synthesize_points(blocks or None, targets,
+                          progress=lambda line: print(line, flush=True))
     index = write_report(Path("build"))
     print(f"wrote {index}")
     return 0
@@ -376,7 +390,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=10.0,
                    help="seconds to wait for a reply before giving up")
 
-    sub.add_parser("report", help="gather results into build/report/index.md with plots")
+    p = sub.add_parser("report", help="gather results into build/report/index.md with plots")
+    p.add_argument("--synth", action="store_true",
+                   help="first synthesize the report's design points that have no record "
+                        "(cached; ECP5 runs of the large points take minutes)")
+    p.add_argument("--block", action="append", default=[],
+                   help="with --synth: only this block (repeatable)")
+    p.add_argument("--targets", default="ecp5,ice40,generic",
+                   help="with --synth: some of ecp5, ice40, generic")
     sub.add_parser("demo", help="generate, co-simulate, synthesize and report every block's "
                                 "default design")
     return parser
