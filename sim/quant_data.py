@@ -1,5 +1,6 @@
 """Stimulus of the quantizer testbenches: random blocks over a wide exponent range and the
-corner cases of the MX rules, in fp32, bf16 or fp16."""
+corner cases of the MX rules, in fp32, bf16 or fp16; and the quantizers' output beats turned
+back into the ``sim --outputs`` arrays (shared by the testbenches and the host adapters)."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,8 +8,12 @@ import torch
 
 from hdl.quant.formats import element_format
 
-__all__ = ["as_input_bits", "corner_blocks", "kivi_corner_groups", "random_blocks",
-           "to_input_type"]
+__all__ = ["KIVI_METADATA", "as_input_bits", "block_summary", "corner_blocks",
+           "kivi_corner_groups", "kivi_outputs", "kivi_result", "mx_quant_outputs", "quant_blocks",
+           "random_blocks", "to_input_type"]
+
+#: The per-group metadata fields of a ``kivi_quant`` output beat, in scoreboard order.
+KIVI_METADATA = ("minimum", "range", "exponent", "error")
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 #: floor(log2) of the smallest subnormal, smallest normal and largest normal per input type.
@@ -138,3 +143,72 @@ def kivi_corner_groups(rng: np.random.Generator, input_type: str, bits: int,
     row[0] = float(torch.finfo(DTYPES[input_type]).max)
     rows.append(row)                                                         # largest normal
     return torch.from_numpy(np.stack(rows)).to(DTYPES[input_type]), flagged
+
+
+def block_summary(beats: list[dict], metadata: tuple[str, ...]) -> np.ndarray:
+    """A block (or group) of output beats as one row: its metadata (from the first beat),
+    then every code."""
+    return np.array([*(beats[0][key] for key in metadata),
+                     *(code for b in beats for code in b["codes"])])
+
+
+def quant_blocks(items: list[dict], beats_per_block: int,
+                 metadata: tuple[str, ...]) -> np.ndarray:
+    """Output beats (unpacked payloads) cut into blocks: [blocks, metadata + codes] rows of
+    :func:`block_summary`. ``ValueError`` when the framing is broken (``first`` / ``last`` not
+    on a block's first / last beat, metadata changing within a block, a partial block)."""
+    if len(items) % beats_per_block:
+        raise ValueError(f"{len(items)} output beats are not whole blocks of {beats_per_block}")
+    rows = []
+    for start in range(0, len(items), beats_per_block):
+        beats = items[start:start + beats_per_block]
+        flags = [(b["first"], b["last"]) for b in beats]
+        want = [(int(i == 0), int(i == beats_per_block - 1)) for i in range(beats_per_block)]
+        if flags != want or any(b[key] != beats[0][key] for b in beats for key in metadata):
+            raise ValueError(f"block {start // beats_per_block}: broken framing (first, last) "
+                             f"{flags} or metadata changing within the block")
+        rows.append(block_summary(beats, metadata))
+    return np.array(rows)
+
+
+def mx_quant_outputs(config, scale: np.ndarray, codes: np.ndarray) -> dict[str, np.ndarray]:
+    """``mx_quant``'s ``sim --outputs`` arrays from its scales [rows × cols/block] and codes
+    [rows × cols]: ``scale``, ``codes`` (uint8) and their dequantized ``x_hat``."""
+    from golden.mx import mx_dequantize
+    scale, codes = np.asarray(scale, dtype=np.uint8), np.asarray(codes, dtype=np.uint8)
+    return {"scale": scale, "codes": codes,
+            "x_hat": mx_dequantize(scale, codes, config.format, config.block_size)}
+
+
+def kivi_result(config, groups: np.ndarray, shape: tuple[int, int], axis: str
+                ) -> dict[str, np.ndarray]:
+    """Output groups ([groups, metadata + codes] rows of :func:`quant_blocks`) of ``x`` of
+    ``shape`` grouped along ``axis`` as the dict golden ``kivi_quantize`` returns (codes
+    [tokens × channels], metadata per group)."""
+    from golden.kivi import _ungroup, group_view
+    grouped = group_view(np.zeros(shape, dtype=np.uint8), config.group, axis).shape
+    result = {key: groups[:, index].reshape(grouped[:2])
+              for index, key in enumerate(KIVI_METADATA)}
+    result["codes"] = _ungroup(groups[:, len(KIVI_METADATA):].reshape(grouped),
+                               axis).astype(np.uint8)
+    return result
+
+
+def kivi_outputs(config, result: dict, axis: str) -> dict[str, np.ndarray]:
+    """``kivi_quant``'s ``sim --outputs`` arrays from a result (golden ``kivi_quantize``'s
+    or :func:`kivi_result`'s): codes, minimum, scale, x_hat and the integer metadata
+    (minimum_fixed, range, exponent, error)."""
+    from golden.kivi import kivi_dequantize
+    from hdl.quant.kivi import FRACTION_BITS
+    unit = np.ldexp(1.0, np.asarray(result["exponent"], dtype=np.int64) - FRACTION_BITS)
+    outputs = {
+        "codes": np.asarray(result["codes"], dtype=np.uint8),
+        "minimum": (np.asarray(result["minimum"]) * unit).astype(np.float32),
+        "scale": (np.asarray(result["range"]) * unit / ((1 << config.bits) - 1)
+                  ).astype(np.float32),
+        "x_hat": kivi_dequantize(result, config.bits, config.group, axis).numpy(),
+    }
+    for key in KIVI_METADATA[1:]:
+        outputs[key] = np.asarray(result[key])
+    outputs["minimum_fixed"] = np.asarray(result["minimum"])
+    return outputs

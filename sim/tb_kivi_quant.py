@@ -9,22 +9,30 @@ import cocotb
 import numpy as np
 import torch
 
-from golden.kivi import group_view, kivi_dequantize, kivi_quantize
+from golden.kivi import group_view, kivi_quantize
 from hdl.quant.config import KiviQuantConfig
-from hdl.quant.kivi import FRACTION_BITS, KiviQuantizer
+from hdl.quant.kivi import KiviQuantizer
 
 from .block_harness import BlockHarness, start_block_harness
-from .quant_data import as_input_bits, kivi_corner_groups, random_blocks, to_input_type
+from .quant_data import (
+    KIVI_METADATA,
+    as_input_bits,
+    block_summary,
+    kivi_corner_groups,
+    kivi_outputs,
+    kivi_result,
+    random_blocks,
+    to_input_type,
+)
 from .testbench import gap as default_gap
 from .testbench import load_config, seed, write_results
 
-METADATA = ("minimum", "range", "exponent", "error")
+METADATA = KIVI_METADATA
 
 
 def _summary(beats: list[dict]) -> np.ndarray:
     """A group as the scoreboard sees it: its metadata, then its codes."""
-    return np.array([*(beats[0][key] for key in METADATA),
-                     *(code for b in beats for code in b["codes"])])
+    return block_summary(beats, METADATA)
 
 
 def submit(harness: BlockHarness, x: torch.Tensor, axis: str, name: str) -> dict:
@@ -134,31 +142,8 @@ async def user_inputs(dut):
     await harness.run(timeout=100_000_000)
     harness.scoreboard.finish()
     groups = np.array([_summary(beats) for beats in harness.blocks])
-    shape = np.asarray(golden["minimum"]).shape
-    rtl = {key: groups[:, index].reshape(shape) for index, key in enumerate(METADATA)}
-    codes_grouped = groups[:, len(METADATA):].reshape(group_view(golden["codes"], cfg.group,
-                                                                 axis).shape)
-    rtl["codes"] = _ungroup(codes_grouped, axis).astype(np.uint8)
-    outputs = {}
-    for suffix, result in (("", rtl), ("_golden", golden)):
-        unit = np.ldexp(1.0, np.asarray(result["exponent"], dtype=np.int64) - FRACTION_BITS)
-        outputs |= {
-            f"codes{suffix}": np.asarray(result["codes"], dtype=np.uint8),
-            f"minimum{suffix}": (np.asarray(result["minimum"]) * unit).astype(np.float32),
-            f"scale{suffix}": (np.asarray(result["range"]) * unit
-                               / ((1 << cfg.bits) - 1)).astype(np.float32),
-            f"x_hat{suffix}": kivi_dequantize(result, cfg.bits, cfg.group, axis).numpy(),
-        }
-        for key in METADATA[1:]:
-            outputs[f"{key}{suffix}"] = np.asarray(result[key])
-        outputs[f"minimum_fixed{suffix}"] = np.asarray(result["minimum"])
+    rtl = kivi_result(cfg, groups, tuple(x.shape), axis)
+    outputs = kivi_outputs(cfg, rtl, axis)
+    outputs |= {f"{key}_golden": value for key, value in kivi_outputs(cfg, golden, axis).items()}
     np.savez(os.environ["TG_OUTPUTS"], **outputs,
              **{name: np.int64(value) for name, value in harness.counters().items()})
-
-
-def _ungroup(grouped: np.ndarray, axis: str) -> np.ndarray:
-    """Inverse of ``group_view``: [a, b, group] back to [tokens, channels]."""
-    a, b, g = grouped.shape
-    if axis == "channel":
-        return grouped.transpose(0, 2, 1).reshape(a * g, b)
-    return grouped.reshape(a, b * g)

@@ -12,6 +12,7 @@ from amaranth.lib import data
 
 from golden.mx import mx_dequantize
 from hdl.quant.config import MXDequantConfig
+from hdl.quant.layout import dequant_beats, float32_bits
 from hdl.quant.mx import quantized_layout
 
 from .scoreboard import Scoreboard
@@ -20,14 +21,6 @@ from .testbench import seed, start_harness, write_results
 
 COUNTERS = ("cycles", "busy_cycles", "stall_cycles", "stall_in_cycles", "stall_out_cycles",
             "nan_blocks")
-
-
-def _bits(values: np.ndarray) -> np.ndarray:
-    """fp32 bit patterns, every NaN made the canonical quiet NaN the RTL produces."""
-    values = np.asarray(values, dtype=np.float32).copy()
-    bits = values.view(np.uint32).astype(np.int64)
-    bits[np.isnan(values)] = 0x7FC00000
-    return bits
 
 
 class DequantHarness:
@@ -49,13 +42,9 @@ class DequantHarness:
         golden fp32 values."""
         cfg = self.config
         golden = mx_dequantize(scale.reshape(-1, 1), codes, cfg.format, cfg.block_size)
-        golden_bits = _bits(golden).reshape(-1, cfg.lanes)
-        for s, block in zip(scale, codes, strict=True):
-            beats = block.reshape(-1, cfg.lanes)
-            for beat_index, beat in enumerate(beats):
-                self.i.send({"codes": beat.tolist(), "scale": int(s),
-                             "first": int(beat_index == 0),
-                             "last": int(beat_index == len(beats) - 1)})
+        golden_bits = float32_bits(golden).reshape(-1, cfg.lanes)
+        for beat in dequant_beats(cfg, scale, codes):
+            self.i.send(beat)
         for index, beat in enumerate(golden_bits):
             self.scoreboard.expect(f"{name} beat {index}", beat)
         return golden

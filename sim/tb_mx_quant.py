@@ -8,12 +8,19 @@ import cocotb
 import numpy as np
 import torch
 
-from golden.mx import mx_dequantize, mx_quantize
+from golden.mx import mx_quantize
 from hdl.quant.config import MXQuantConfig
 from hdl.quant.mx import MXQuantizer
 
 from .block_harness import BlockHarness, start_block_harness
-from .quant_data import as_input_bits, corner_blocks, random_blocks, to_input_type
+from .quant_data import (
+    as_input_bits,
+    block_summary,
+    corner_blocks,
+    mx_quant_outputs,
+    random_blocks,
+    to_input_type,
+)
 from .testbench import gap as default_gap
 from .testbench import jobs as job_count
 from .testbench import load_config, seed, write_results
@@ -21,7 +28,7 @@ from .testbench import load_config, seed, write_results
 
 def _summary(beats: list[dict]) -> np.ndarray:
     """A block as the scoreboard sees it: the scale code, then every element code."""
-    return np.array([beats[0]["scale"], *(code for b in beats for code in b["codes"])])
+    return block_summary(beats, ("scale",))
 
 
 def submit(harness: BlockHarness, x: torch.Tensor, name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -129,9 +136,9 @@ async def user_inputs(dut):
     rtl_scale = np.array([b[0] for b in blocks], dtype=np.uint8).reshape(scale.shape)
     rtl_codes = np.array([b[1:] for b in blocks], dtype=np.uint8).reshape(rows, cols)
     counters = harness.counters()
-    np.savez(os.environ["TG_OUTPUTS"], scale=rtl_scale, scale_golden=scale, codes=rtl_codes,
-             codes_golden=codes,
-             x_hat=mx_dequantize(rtl_scale, rtl_codes, cfg.format, cfg.block_size),
-             x_hat_golden=mx_dequantize(scale, codes, cfg.format, cfg.block_size),
+    outputs = mx_quant_outputs(cfg, rtl_scale, rtl_codes)
+    outputs |= {f"{key}_golden": value
+                for key, value in mx_quant_outputs(cfg, scale, codes).items()}
+    np.savez(os.environ["TG_OUTPUTS"], **outputs,
              **{name: np.int64(value) for name, value in counters.items()})
     write_results({"test": "user_inputs", **counters})

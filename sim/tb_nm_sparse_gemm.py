@@ -12,16 +12,11 @@ from golden.gemm import gemm_int_exact
 from golden.nm_sparse import bdwp_masks, compress_nm, nm_gemm_exact, prune_nm
 from hdl.sparse.config import NMSparseGemmConfig
 from hdl.sparse.interface import sparse_gemm_signature
-from hdl.sparse.layout import gemm_beats
+from hdl.sparse.layout import gemm_beats, weight_group_beats
 
 from .gemm_harness import GemmHarness, start_gemm_harness
 from .testbench import jobs as job_count
 from .testbench import load_config, random_ints, seed, write_results
-
-
-def _b_beats(values: np.ndarray, indices: np.ndarray) -> list[list[dict]]:
-    return [[{"values": v.tolist(), "indices": i.tolist()} for v, i in zip(vb, ib, strict=True)]
-            for vb, ib in zip(values, indices, strict=True)]
 
 
 def compress(config: NMSparseGemmConfig, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -34,7 +29,7 @@ def submit_sparse(harness: GemmHarness, a: np.ndarray, values: np.ndarray,
     """Queue C = A·Wᵀ with W given compressed; returns the job's beats."""
     a_beats, b_values, b_indices = gemm_beats(harness.config, a, values=values, indices=indices)
     harness.submit({"m": a.shape[0], "k": a.shape[1], "n": values.shape[0], "dense": 0},
-                   a_beats.tolist(), _b_beats(b_values, b_indices), golden, name)
+                   a_beats.tolist(), weight_group_beats(b_values, b_indices), golden, name)
     return len(a_beats)
 
 
@@ -53,7 +48,7 @@ def submit_dense(harness: GemmHarness, a: np.ndarray, w: np.ndarray, name: str) 
     a_beats, b_values, b_indices = gemm_beats(harness.config, a, w=w)
     golden = gemm_int_exact(torch.from_numpy(a), torch.from_numpy(w).T).numpy()
     harness.submit({"m": a.shape[0], "k": a.shape[1], "n": w.shape[0], "dense": 1},
-                   a_beats.tolist(), _b_beats(b_values, b_indices), golden, name)
+                   a_beats.tolist(), weight_group_beats(b_values, b_indices), golden, name)
     return len(a_beats)
 
 

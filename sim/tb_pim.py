@@ -47,7 +47,6 @@ from golden.pim import (
     _x_lane_words,
     bytes_to_words,
     check_trace_table,
-    collect_readback,
     commands_from_table,
     gemv_exact,
     gemv_program,
@@ -59,6 +58,7 @@ from golden.pim import (
 from hdl.common.counters import CountersSignature
 from hdl.pim.config import PimConfig
 from hdl.pim.interface import PIM_COUNTERS, command_layout, status_layout
+from hdl.pim.layout import TAG_FIELDS, command_beat, gemv_readback, trace_outputs
 from hdl.pim.sequencer import check_gemv_fits, gemv_descriptor, gemv_layout
 
 from .pim_traces import (
@@ -77,7 +77,7 @@ from .streams import StreamBench, StreamSink, StreamSource, read_counters
 from .testbench import jobs, seed, start_harness, write_results
 
 _FIELDS = ("cycle", "code", "bank", "row", "column", "sequencer", "accepted", "rule", "has_read")
-_TAG = ("item", "unit", "tile", "group", "piece")
+_TAG = TAG_FIELDS
 
 
 class PimHarness:
@@ -136,9 +136,7 @@ class PimHarness:
     def queue(self, commands: list[Command]) -> None:
         """Queue command beats on ``cmd`` (their status beats are expected elsewhere)."""
         for cmd in commands:
-            data = int.from_bytes(cmd.data[:self.config.column_bytes], "little")
-            self.cmd.send({"cycle": cmd.cycle, "code": cmd.code, "bank": cmd.bank,
-                           "row": cmd.row, "column": cmd.column, "data": data})
+            self.cmd.send(command_beat(self.config, cmd))
 
     def shift(self, commands: list[Command]) -> list[Command]:
         """A stream generated from reset, moved to start at the origin."""
@@ -193,11 +191,7 @@ class PimHarness:
 
     def readback(self, plan: GemvPlan, single: bool) -> torch.Tensor:
         """y from the sequencer's RDRC beats (their tags and read data)."""
-        reads = [(Result(True, "ok", int(beat["read_data"]).to_bytes(self.config.column_bytes,
-                                                                     "little")),
-                  tuple(beat["tag"][name] for name in _TAG))
-                 for beat in self.beats if beat["sequencer"] and beat["code"] == RDRC]
-        return collect_readback(plan, reads, single)
+        return gemv_readback(self.config, plan, self.beats, single)
 
     # -------------------------------------------------------------- running
     def timeout(self) -> int:
@@ -533,21 +527,11 @@ async def _user_trace(harness: PimHarness, table: np.ndarray) -> dict:
     check_trace_table(table, c)
     commands = commands_from_table(table, c)
     golden = run_trace(table, c)
-    order = harness.send(commands, "user")
+    harness.send(commands, "user")
     await harness.run()
-    n, words = len(commands), c.words_per_column
-    out = {"accepted": np.zeros(n, np.uint8), "rule": np.zeros(n, np.int32),
-           "has_read": np.zeros(n, np.uint8), "read_data": np.zeros((n, words), np.int64)}
-    for beat, index in zip(harness.beats, order, strict=False):
-        out["accepted"][index] = beat["accepted"]
-        out["rule"][index] = beat["rule"]
-        out["has_read"][index] = beat["has_read"]
-        if beat["has_read"]:
-            out["read_data"][index] = bytes_to_words(
-                int(beat["read_data"]).to_bytes(c.column_bytes, "little"))
+    n = len(commands)
+    out = trace_outputs(c, table, harness.beats)
     counters = harness.counters()
-    out["rejected_by_rule"] = np.bincount(out["rule"][out["accepted"] == 0],
-                                          minlength=len(RULES)).astype(np.int64)
     out.update(_counter_outputs(counters))
     out["cycles"] = np.int64(max((int(beat["cycle"]) for beat in harness.beats), default=-1) + 1)
     np.savez(os.environ["TG_OUTPUTS"], **out, **{f"{key}_golden": value

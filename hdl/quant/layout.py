@@ -1,11 +1,13 @@
-"""Host-side checks of the quantizers' ``sim --inputs`` tensors (pure NumPy)."""
+"""Host-side protocol of the quantizers (pure NumPy): the checks of their ``sim --inputs``
+tensors and the dequantizer's input beats, shared by the testbench and the host adapter."""
 from __future__ import annotations
 
 import numpy as np
 
 from .config import KiviQuantConfig, MXDequantConfig, MXQuantConfig
 
-__all__ = ["check_dequant_inputs", "check_kivi_inputs", "check_quant_inputs"]
+__all__ = ["check_dequant_inputs", "check_kivi_inputs", "check_quant_inputs", "dequant_beats",
+           "float32_bits"]
 
 
 def check_quant_inputs(config: MXQuantConfig, arrays: dict[str, np.ndarray]) -> None:
@@ -61,3 +63,24 @@ def check_kivi_inputs(config: KiviQuantConfig, arrays: dict[str, np.ndarray]) ->
     if length % config.group:
         raise ValueError(f"{what}={length} is not a multiple of group={config.group} "
                          f"(axis={axis})")
+
+
+def dequant_beats(config: MXDequantConfig, scale: np.ndarray, codes: np.ndarray) -> list[dict]:
+    """The ``i`` beats of ``mx_dequant`` for blocks ``scale`` [blocks] and ``codes`` [blocks,
+    block_size]: ``lanes`` codes each, the block's scale on every beat, ``first`` and ``last``
+    on its first and last beat."""
+    beats = []
+    for s, block in zip(scale, codes, strict=True):
+        lanes = block.reshape(-1, config.lanes)
+        for index, beat in enumerate(lanes):
+            beats.append({"codes": beat.tolist(), "scale": int(s), "first": int(index == 0),
+                          "last": int(index == len(lanes) - 1)})
+    return beats
+
+
+def float32_bits(values: np.ndarray) -> np.ndarray:
+    """fp32 bit patterns (int64), every NaN made the canonical quiet NaN the RTL produces."""
+    values = np.asarray(values, dtype=np.float32).copy()
+    bits = values.view(np.uint32).astype(np.int64)
+    bits[np.isnan(values)] = 0x7FC00000
+    return bits

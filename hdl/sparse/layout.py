@@ -1,6 +1,7 @@
 """Host-side protocol of the N:M sparse blocks: operand beats, in the order the RTL takes them.
 
-Pure NumPy, shared by the testbenches, the benchmarks and the docs. Compressed weights are
+Pure NumPy (bar :func:`mac_golden_sums`, which calls the golden model), shared by the
+testbenches, the host adapters, the benchmarks and the docs. Compressed weights are
 ``values`` and ``indices`` [rows, G·N] with G = ceil(K/M) groups per row (K zero-padded to a
 multiple of M), indices strictly increasing within a group (see ``golden.nm_sparse``).
 """
@@ -11,7 +12,8 @@ import numpy as np
 from ..systolic.config import DIM_BITS
 from .config import NMSparseGemmConfig, NMSparseMacConfig
 
-__all__ = ["check_gemm_inputs", "check_mac_inputs", "gemm_beats", "mac_beats"]
+__all__ = ["canonical_indices", "check_gemm_inputs", "check_mac_inputs", "gemm_beats",
+           "mac_beats", "mac_golden_sums", "weight_group_beats", "wrap"]
 
 
 def _check_integers(config, name: str, array: np.ndarray) -> None:
@@ -119,3 +121,39 @@ def mac_beats(config: NMSparseMacConfig, a: np.ndarray, values: np.ndarray,
              "group": {"values": vals[p, g].tolist(), "indices": idx[p, g].tolist()},
              "dense": 0, "last": int(g == groups - 1)}
             for p in range(rows) for g in range(groups)]
+
+
+def weight_group_beats(values: np.ndarray, indices: np.ndarray) -> list[list[dict]]:
+    """The ``b`` beats of ``nm_sparse_gemm`` as payloads (``cols`` groups of ``values`` and
+    ``indices`` each) from :func:`gemm_beats`' ``values`` and ``indices`` [beats, C, N]."""
+    return [[{"values": v.tolist(), "indices": i.tolist()} for v, i in zip(vb, ib, strict=True)]
+            for vb, ib in zip(values, indices, strict=True)]
+
+
+def wrap(values: np.ndarray, bits: int) -> np.ndarray:
+    """Two's-complement wrap to ``bits``, as the accumulator register does."""
+    half = 1 << (bits - 1)
+    return (values + half) % (1 << bits) - half
+
+
+def canonical_indices(indices: np.ndarray, n: int) -> np.ndarray:
+    """Indices with every malformed group replaced by 0..n-1 (its values are zeroed), so the
+    golden model can decompress them."""
+    groups = indices.reshape(indices.shape[0], -1, n).copy()
+    bad = (np.diff(groups, axis=2) <= 0).any(axis=2)
+    groups[bad] = np.arange(n)
+    return groups.reshape(indices.shape)
+
+
+def mac_golden_sums(config: NMSparseMacConfig, a: np.ndarray, values: np.ndarray,
+                    indices: np.ndarray) -> np.ndarray:
+    """The sums ``nm_sparse_mac`` returns for the dot products a[p]·W[p] (W compressed, one
+    row per dot product; ``values`` of malformed groups already zeroed): golden
+    ``nm_gemm_exact``, wrapped to ``acc_width`` like the accumulator."""
+    import torch
+
+    from golden.nm_sparse import nm_gemm_exact
+    sums = nm_gemm_exact(torch.from_numpy(a), torch.from_numpy(values),
+                         torch.from_numpy(canonical_indices(indices, config.n)), config.n,
+                         config.m, a.shape[1]).numpy().diagonal()
+    return wrap(sums, config.acc_width)
