@@ -295,6 +295,142 @@ def _plot_gemm_utilization(bench: dict, out: Path) -> str | None:
     return _save(figure, out, "systolic_gemm_utilization.png")
 
 
+def _plot_sparse_gemm(bench: dict, out: Path) -> str | None:
+    """Dense-equivalent MACs per multiplier per cycle for each N:M pattern, sparse and dense
+    jobs on the same array, against the ideal (M/N sparse, 1 dense)."""
+    rows = [row for row in bench["rows"] if row.get("n:m") not in (None, "—")]
+    if not rows:
+        return None
+    array = rows[0]["array"]
+    rows = [row for row in rows if row["array"] == array]
+    patterns = list(dict.fromkeys(row["n:m"] for row in rows))
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(7.0, 4.0))
+    x = list(range(len(patterns)))
+    for offset, mode, color in ((-0.2, "sparse", "C0"), (0.2, "dense", "C1")):
+        mine = {row["n:m"]: row for row in rows if row["mode"] == mode}
+        heights = [mine[p]["per_multiplier"] if p in mine else float("nan") for p in patterns]
+        ideals = [mine[p]["ideal"] if p in mine else float("nan") for p in patterns]
+        axis.bar([i + offset for i in x], heights, 0.38, color=color,
+                 label=f"{mode} jobs (RTL)")
+        axis.plot([i + offset for i in x], ideals, "_", color="black", markersize=18,
+                  markeredgewidth=2, label="ideal" if mode == "sparse" else None)
+    axis.set_xticks(x, patterns)
+    axis.set_xlabel("N:M pattern of W")
+    axis.set_ylabel("dense-equivalent MACs / multiplier / cycle")
+    axis.set_title(f"nm_sparse_gemm {array}, GEMM {rows[0]['gemm']}: speedup from sparsity")
+    axis.legend(fontsize=8)
+    axis.grid(axis="y", alpha=0.3)
+    return _save(figure, out, "nm_sparse_gemm_speedup.png")
+
+
+def _plot_sparse_mac(bench: dict, out: Path) -> str | None:
+    """One N:M PE: dense-equivalent MACs per cycle against M (one group per cycle)."""
+    rows = bench["rows"]
+    if not rows:
+        return None
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(6.0, 3.8))
+    labels = [row["n:m"] for row in rows]
+    x = list(range(len(rows)))
+    axis.bar(x, [row["dense_eq_macs_per_cycle"] for row in rows], 0.6, color="C0",
+             label="RTL (busy cycles)")
+    axis.plot(x, [int(label.split(":")[1]) for label in labels], "_", color="black",
+              markersize=24, markeredgewidth=2, label="ideal: M per cycle")
+    for i, row in zip(x, rows, strict=True):
+        axis.annotate(f"{row['multipliers']} mult.", (i, 0), xytext=(0, 3),
+                      textcoords="offset points", ha="center", fontsize=8, color="white")
+    axis.set_xticks(x, labels)
+    axis.set_xlabel("N:M pattern")
+    axis.set_ylabel("dense-equivalent MACs / cycle")
+    axis.set_title("nm_sparse_mac: one PE, one N:M group per cycle")
+    axis.legend(fontsize=8)
+    return _save(figure, out, "nm_sparse_mac_throughput.png")
+
+
+def _plot_quantizers(bench: dict, out: Path) -> str | None:
+    """Elements per cycle of each quantizer and format against its lanes (the physical limit)."""
+    rows = [row for row in bench["rows"] if row.get("elements_per_cycle") is not None]
+    if not rows:
+        return None
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(7.0, 3.8))
+    labels = [f"{row['block']}\n{row['format']} ×{row['lanes']}" for row in rows]
+    x = list(range(len(rows)))
+    blocks = list(dict.fromkeys(row["block"] for row in rows))
+    for index, block in enumerate(blocks):
+        mine = [i for i, row in enumerate(rows) if row["block"] == block]
+        axis.bar(mine, [rows[i]["elements_per_cycle"] for i in mine], 0.6,
+                 color=f"C{index}", label=block)
+    axis.plot(x, [row["physical_limit"] for row in rows], "_", color="black", markersize=24,
+              markeredgewidth=2, label="lanes (limit)")
+    axis.set_xticks(x, labels, fontsize=8)
+    axis.set_ylabel("elements / cycle")
+    axis.set_ylim(0, max(row["physical_limit"] for row in rows) * 1.25)
+    axis.set_title("Quantizers: sustained elements per cycle, unimpeded streams")
+    axis.legend(fontsize=8, ncol=len(blocks) + 1, loc="upper center")
+    return _save(figure, out, "quantizers_throughput.png")
+
+
+def _plot_attention(bench: dict, out: Path) -> str | None:
+    """Array utilization against sequence length, full and causal, with the causal limit."""
+    rows = bench["rows"]
+    if not rows:
+        return None
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(6.4, 4.0))
+    series = sorted({(row["array"], row["d"], row["causal"]) for row in rows})
+    for index, (array, d, causal) in enumerate(series):
+        mine = sorted((row for row in rows if (row["array"], row["d"], row["causal"]) ==
+                       (array, d, causal)), key=lambda row: row["n"])
+        ns = [row["n"] for row in mine]
+        name = f"{array} d={d} {'causal' if causal else 'full'}"
+        axis.plot(ns, [row["utilization"] for row in mine], "o-", color=f"C{index}",
+                  label=f"{name} RTL")
+        if causal:
+            axis.plot(ns, [row["physical_limit"] for row in mine], "x--", color=f"C{index}",
+                      label=f"{name} limit (masked tiles skipped)")
+    axis.axhline(1.0, color="grey", linewidth=0.8)
+    axis.set_xscale("log", base=2)
+    ticks = sorted({row["n"] for row in rows})
+    axis.set_xticks(ticks, [str(t) for t in ticks])
+    axis.set_xlabel("sequence length (Nq = Nkv)")
+    axis.set_ylabel("MAC utilization")
+    axis.set_title("attention: array utilization (q·kᵀ and p·v)")
+    axis.legend(fontsize=7)
+    return _save(figure, out, "attention_utilization.png")
+
+
+def _plot_pim(bench: dict, out: Path) -> str | None:
+    """GEMV on the RTL sequencer: speedup over ordinary reads against the preset's ideal, and
+    bytes of W per cycle against the internal bound."""
+    rows = bench.get("gemv", [])
+    if not rows:
+        return None
+    plt = _pyplot()
+    figure, (speed, rate) = plt.subplots(1, 2, figsize=(10, 3.8))
+    labels = [f"{row['gemv']} b{row['batch']}\n{row['channel'].split(' (')[0]}"
+              for row in rows]
+    x = list(range(len(rows)))
+    speed.bar(x, [row["speedup_over_reads"] for row in rows], 0.6, color="C0", label="RTL")
+    speed.plot(x, [row["ideal_ratio"] for row in rows], "_", color="black", markersize=24,
+               markeredgewidth=2, label="ideal (internal / external bound)")
+    speed.set_ylabel("× over ordinary reads")
+    speed.set_title("speedup over reading W out")
+    rate.bar(x, [row["bytes_per_cycle"] for row in rows], 0.6, color="C1", label="RTL")
+    rate.plot(x, [row["bound"] for row in rows], "_", color="black", markersize=24,
+              markeredgewidth=2, label="internal bound (refresh included)")
+    rate.set_ylabel("bytes of W / DRAM cycle")
+    rate.set_title("internal bandwidth used")
+    for axis in (speed, rate):
+        axis.set_xticks(x, labels, fontsize=7)
+        axis.set_xlabel("GEMV (out×in), batch, channel")
+        axis.set_ylim(0, axis.get_ylim()[1] * 1.3)   # room for the legend above the bars
+        axis.legend(fontsize=7, loc="upper center", ncol=2)
+    figure.suptitle("pim: GEMV on the RTL sequencer (golden-checked schedule)", fontsize=11)
+    return _save(figure, out, "pim_gemv.png")
+
+
 def _save(figure, out: Path, name: str) -> str:
     plt = _pyplot()
     figure.tight_layout()
@@ -303,8 +439,14 @@ def _save(figure, out: Path, name: str) -> str:
     return name
 
 
+#: The headline plot of each benchmark (by its ``benchmark`` field, else its file's name).
 PLOTS: dict[str, Callable[[dict, Path], str | None]] = {
     "systolic_gemm": _plot_gemm_utilization,
+    "nm_sparse_gemm": _plot_sparse_gemm,
+    "nm_sparse_mac": _plot_sparse_mac,
+    "mx_quant": _plot_quantizers,
+    "attention": _plot_attention,
+    "pim": _plot_pim,
 }
 
 
