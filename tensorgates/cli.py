@@ -270,7 +270,8 @@ def cmd_report(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    """Every block's demo config: generate, co-simulate on both simulators, synthesize, report."""
+    """Every block's demo config: generate, co-simulate on both simulators, synthesize; then a
+    quick benchmark of every block and the report, which shows each benchmark's headline plot."""
     from gateware.registry import BLOCKS
     from sim.runner import simulator_missing
     status = 0
@@ -298,6 +299,13 @@ def cmd_demo(args) -> int:
             status |= code
             if code:
                 print(f"[demo] step failed with exit code {code}", flush=True)
+    # Area is in the synthesis steps above, so the benchmarks skip their own synthesis columns.
+    bench = ["bench", *BLOCKS, "--quick", "--no-synth"]
+    print(f"[demo] tensorgates {' '.join(bench)}", flush=True)
+    code = main(bench)
+    status |= code
+    if code:
+        print(f"[demo] step failed with exit code {code}", flush=True)
     print("[demo] tensorgates report", flush=True)
     status |= main(["report"])
     return status
