@@ -38,8 +38,9 @@ BUILD_ROOT = Path("build") / "board"
 HEARTBEAT_S = 15.0
 #: The UART bridge's clock divider must land within this fraction of the asked baud rate.
 BAUD_TOLERANCE = 0.02
-#: Fewest clock cycles per UART bit that the bridge's receiver can sample.
-MIN_CYCLES_PER_BIT = 4
+#: Fewest and most clock cycles per UART bit the bridge's receiver handles (it samples mid-bit
+#: after a half-bit wait; its bit timer has 16 bits).
+MIN_CYCLES_PER_BIT, MAX_CYCLES_PER_BIT = 4, 1 << 16
 
 
 @dataclass(frozen=True)
@@ -119,13 +120,13 @@ def get_board(name: str) -> Board:
 def check_baud(board: Board, baud: int) -> None:
     """``ValueError`` unless the board's clock divides down to ``baud`` within 2%."""
     clock_hz = board.clock_mhz * 1e6
-    top = int(clock_hz // MIN_CYCLES_PER_BIT)
+    low, high = -(-int(clock_hz) // MAX_CYCLES_PER_BIT), int(clock_hz // MIN_CYCLES_PER_BIT)
     divisor = round(clock_hz / baud) if baud > 0 else 0
-    if baud <= 0 or divisor < MIN_CYCLES_PER_BIT or \
+    if not MIN_CYCLES_PER_BIT <= divisor <= MAX_CYCLES_PER_BIT or \
             abs(clock_hz / divisor - baud) > BAUD_TOLERANCE * baud:
         raise ValueError(f"--baud {baud} is not allowed on {board.name} ({board.clock_mhz:g} MHz "
-                         f"clock); expected a rate up to {top} that the clock divides to within "
-                         f"{BAUD_TOLERANCE:.0%}, e.g. 115200")
+                         f"clock); expected a rate from {low} to {high} that the clock divides "
+                         f"to within {BAUD_TOLERANCE:.0%}, e.g. 115200")
 
 
 def board_config(entry, board: Board, settings: dict[str, str]):

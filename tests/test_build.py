@@ -1,0 +1,100 @@
+"""``tensorgates build --board``: usage errors, a design that does not fit, a real bitstream."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from gateware.registry import get_block
+from synth.boards import BOARDS, board_config, check_baud, get_board
+from tensorgates.cli import main
+
+
+def _one_line_error(capsys, argv: list[str], *words: str) -> None:
+    """``argv`` exits 2 with one line on stderr that contains each of ``words``."""
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    for word in words:
+        assert word in err, err
+
+
+def test_unknown_board_is_one_line(capsys):
+    _one_line_error(capsys, ["build", "systolic_gemm", "--board", "nexys4"],
+                    "nexys4", "icebreaker", "ulx3s-85f", "orangecrab-25f")
+
+
+@pytest.mark.parametrize("baud", ["0", "-9600", "100", "2300000", "4000000"])
+def test_unreachable_baud_is_one_line(capsys, baud):
+    # 100: slower than the 16-bit bit timer reaches at 12 MHz; 2300000: the nearest divisor (5)
+    # gives 2.4 Mbaud, 4% off; 4000000: fewer than 4 clocks a bit
+    _one_line_error(capsys, ["build", "systolic_gemm", "--board", "icebreaker", "--baud", baud],
+                    f"--baud {baud}", "icebreaker", "12 MHz")
+
+
+def test_bad_block_and_setting_are_one_line(capsys):
+    _one_line_error(capsys, ["build", "no_such_block", "--board", "icebreaker"], "no_such_block")
+    _one_line_error(capsys, ["build", "systolic_gemm", "--board", "icebreaker", "--set",
+                             "rows=0"], "rows")
+
+
+def test_baud_rates_each_board_reaches():
+    for board in BOARDS.values():
+        check_baud(board, 115200)
+        check_baud(board, 9600)
+    check_baud(get_board("icebreaker"), 3_000_000)        # divisor 4, exact
+    with pytest.raises(ValueError, match="from 733 to 12000000"):
+        check_baud(get_board("orangecrab-25f"), 300)
+
+
+def test_board_defaults_and_overrides():
+    entry = get_block("systolic_gemm")
+    small = board_config(entry, get_board("icebreaker"), {})
+    assert (small.rows, small.cols) == (2, 2)                 # the entry's `small`
+    demo = board_config(entry, get_board("ulx3s-85f"), {"dataflow": "weight_stationary"})
+    assert (demo.rows, demo.cols, demo.dataflow) == (4, 4, "weight_stationary")
+    # no `small`: the iCE40 default falls back to `demo` (and then fails to fit, with a message)
+    attention = get_block("attention")
+    assert board_config(attention, get_board("icebreaker"), {}) == attention.config(
+        attention.demo)
+
+
+def test_design_too_big_names_the_resource(capsys):
+    """8×8 int8 needs 64 multipliers and ~14k logic cells against the UP5K's 8 and 5280: the
+    build stops as soon as nextpnr's utilisation table shows it, and says what fits instead."""
+    code = main(["build", "systolic_gemm", "--board", "icebreaker", "--set", "rows=8",
+                 "--set", "cols=8"])
+    captured = capsys.readouterr()
+    assert code == 1
+    message = captured.err.strip().splitlines()[-1]
+    assert "does not fit icebreaker (iCE40UP5K)" in message
+    assert "ICESTORM_LC: " in message and "/5280" in message
+    assert "--set rows=2 --set cols=2" in message            # the registry's UP5K point
+    assert "[build] place and route" in captured.out
+    report = json.loads(Path("build/board/icebreaker/systolic_gemm-rows8-cols8/report.json")
+                        .read_text())
+    assert report["fits"] is False and report["bitstream"] is None
+    used, available = report["utilization"]["LUT"]["used"], report["utilization"]["LUT"][
+        "available"]
+    assert used > available == 5280
+    assert "place and route" in report["seconds"]
+
+
+def test_smallest_block_bitstream_on_icebreaker(capsys):
+    """nm_sparse_mac 2:4 (its `small`) behind the UART bridge: a real iCE40 bitstream that meets
+    the 12 MHz board clock."""
+    assert main(["build", "nm_sparse_mac", "--board", "icebreaker"]) == 0
+    out = capsys.readouterr().out
+    folder = Path("build/board/icebreaker/nm_sparse_mac-default")
+    report = json.loads((folder / "report.json").read_text())
+    assert report["passed"] and report["fits"] and report["timing_met"]
+    assert report["config"]["n"] == 2 and report["config"]["m"] == 4
+    assert report["fmax_mhz"] >= report["clock_mhz"] == 12.0
+    util = report["utilization"]
+    assert 0 < util["LUT"]["used"] <= util["LUT"]["available"] == 5280
+    assert 0 < util["FF"]["used"] <= 5280
+    # an iCE40 UP5K image is 104090 bytes whatever the design
+    assert (folder / "top.bin").stat().st_size == 104090
+    assert f"Fmax {report['fmax_mhz']:.1f} MHz, board clock 12 MHz" in out
+    markdown = (folder / "report.md").read_text()
+    assert "PASS" in markdown and "| LUT |" in markdown
