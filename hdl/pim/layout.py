@@ -137,7 +137,13 @@ class GemvJob:
 
     def outputs(self, beats: list[dict]) -> dict[str, np.ndarray]:
         """``y`` from the status beats (unpacked; the load's, then the sequencer's) and
-        ``cycles``, the sequencer's first to last command."""
+        ``cycles``, the sequencer's first to last command. ``ValueError`` for a read-back
+        tagged with a batch item the job does not have."""
+        items = {beat["tag"]["item"] for beat in beats if beat["sequencer"]
+                 and beat["code"] == RDRC}
+        if items and max(items) >= self.plan.batch:
+            raise ValueError(f"pim: a read-back is tagged with batch item {max(items)}; the job "
+                             f"has {self.plan.batch}")
         y = gemv_readback(self.config, self.plan, beats, self.single)
         cycles = [int(beat["cycle"]) for beat in beats if beat["sequencer"]]
         return {"y": y.numpy(),
