@@ -242,17 +242,23 @@ def synthesize_points(blocks: Iterable[str] | None = None, targets: Iterable[str
     """Synthesize every report point (:func:`report_points`) of ``blocks`` (default all) for
     ``targets``; cached by Verilog digest, so points already done cost nothing. A tool failure
     is reported and skipped, so one bad point does not stop the report."""
+    from gateware.generate import generate
     from gateware.registry import BLOCKS, get_block
+    from sim.runner import design_dir
     from synth.flow import SynthError
     from synth.run import synthesize_config
     entries = [get_block(name) for name in blocks] if blocks else list(BLOCKS.values())
     targets = tuple(targets)
-    jobs = [(entry, settings, target, place) for entry in entries
+    jobs = [(entry, entry.config(settings), target, place) for entry in entries
             for settings, pairs in report_points(entry) for target, place in pairs
             if target in targets]
+    # Smallest designs (by Verilog size) first, so an interrupted run has covered the most
+    # points; the large ECP5 runs take minutes each.
+    sizes = {config: generate(config, design_dir(config)).verilog.stat().st_size
+             for _entry, config, _target, _place in jobs}
+    jobs.sort(key=lambda job: sizes[job[1]])
     records = []
-    for index, (entry, settings, target, place) in enumerate(jobs, 1):
-        config = entry.config(settings)
+    for index, (_entry, config, target, place) in enumerate(jobs, 1):
         started = time.monotonic()
         try:
             record = synthesize_config(config, target, place=place)
