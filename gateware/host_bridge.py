@@ -58,6 +58,12 @@ def crc8_next(crc: Value, byte: Value) -> Value:
     return Cat(*bits)
 
 
+# Every FSM here with combinational outputs starts in a START state that it leaves in its
+# first cycle: Icarus evaluates an `always @*` block only when one of its inputs changes, so
+# outputs that depend on the state alone (a transmitter's `ready`, a FIFO's `w_en`) would
+# stay X until the state first moved.
+
+
 class UARTRx(wiring.Component):
     """8N1 receiver: ``strobe`` pulses for one cycle when a character ends, with ``data`` and
     ``framing_error`` (its stop bit was low). A UART cannot be back-pressured, so this is a
@@ -85,8 +91,8 @@ class UARTRx(wiring.Component):
             with m.State("IDLE"):
                 with m.If(~rx):
                     m.d.sync += timer.eq(divisor // 2 - 1)
-                    m.next = "START"
-            with m.State("START"):   # mid start bit: still low, or it was a glitch
+                    m.next = "START_BIT"
+            with m.State("START_BIT"):   # mid start bit: still low, or it was a glitch
                 with m.If(timer != 0):
                     m.d.sync += timer.eq(timer - 1)
                 with m.Elif(~rx):
@@ -135,6 +141,8 @@ class UARTTx(wiring.Component):
         bits = Signal(range(11))
         m.d.comb += self.tx.eq(shift[0])
         with m.FSM():
+            with m.State("START"):   # see the note above UARTRx
+                m.next = "IDLE"
             with m.State("IDLE"):
                 m.d.comb += self.i.ready.eq(1)
                 with m.If(self.i.valid):
@@ -172,6 +180,8 @@ class ReplySender(wiring.Component):
         with m.If(self.o.valid & self.o.ready):
             m.d.sync += crc.eq(crc8_next(crc, self.o.payload))
         with m.FSM():
+            with m.State("START"):   # see the note above UARTRx
+                m.next = "IDLE"
             with m.State("IDLE"):
                 m.d.comb += self.header.ready.eq(1)
                 with m.If(self.header.valid):
@@ -406,6 +416,8 @@ class HostBridgeTop(wiring.Component):
                 m.d.sync += timer.eq(timer + 1)
 
         with m.FSM():
+            with m.State("START"):   # see the note above UARTRx
+                m.next = "SYNC"
             with m.State("SYNC"):
                 with m.If(framing):
                     m.d.sync += timer.eq(0)
