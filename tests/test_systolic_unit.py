@@ -12,9 +12,12 @@ from hdl.systolic.layout import assemble_result, operand_beats
 from sim.amaranth_streams import stream_get, stream_put
 
 
-def run_jobs(config, jobs, seed, gap=0.3):
+def run_jobs(config, jobs, seed, gap=0.3, out_gap=None, counters=None):
+    """Results of ``jobs``; ``gap`` on the inputs, ``out_gap`` (default ``gap``) on ``c``.
+    ``counters``, a dict, receives the counters after the last result."""
     dut = make_systolic_gemm(config)
     rng = random.Random(seed)
+    out_gap = gap if out_gap is None else out_gap
     print(f"seed {seed}")
     results = []
 
@@ -34,11 +37,15 @@ def run_jobs(config, jobs, seed, gap=0.3):
         for a, b in jobs:
             rows = []
             while True:
-                item = await stream_get(ctx, dut.c, rng=rng, gap=gap)
+                item = await stream_get(ctx, dut.c, rng=rng, gap=out_gap)
                 rows.append((item.row, item.col, [int(x) for x in item.data]))
                 if item.last:
                     break
             results.append(assemble_result(config, a.shape[0], b.shape[1], rows))
+        if counters is not None:
+            await ctx.tick()
+            counters.update({name: ctx.get(getattr(dut.counters, name))
+                             for name in dut.counters.signature.names})
 
     sim = Simulator(dut)
     sim.add_clock(1e-6)
@@ -60,3 +67,39 @@ def test_output_stationary_jobs_exact(rows, cols):
     jobs.append((np.full((3, 40), -128), np.full((40, 3), -128)))
     for (a, b), got in zip(jobs, run_jobs(config, jobs, seed=rows * 100 + cols), strict=True):
         np.testing.assert_array_equal(got, a @ b)
+
+
+@pytest.mark.parametrize("rows, cols", [(2, 3), (4, 4)])
+def test_output_stationary_slow_consumer(rows, cols):
+    """A consumer that takes a row only now and then: the output queue fills, the array
+    freezes on its registered step flag (decided a cycle ahead), and no row is lost."""
+    config = SystolicGemmConfig(rows=rows, cols=cols)
+    rng = np.random.default_rng(rows * 7 + cols)
+    jobs = [(rng.integers(-128, 128, (m, k)), rng.integers(-128, 128, (k, n)))
+            for m, k, n in [(9, 2, 7), (3 * rows, 5, 2 * cols + 1), (1, 1, 1)]]
+    counters = {}
+    got = run_jobs(config, jobs, seed=rows * 1000 + cols, gap=0.0, out_gap=0.85,
+                   counters=counters)
+    for (a, b), result in zip(jobs, got, strict=True):
+        np.testing.assert_array_equal(result, a @ b)
+    assert counters["stall_out_cycles"] > 0, counters     # the queue did fill
+
+
+@pytest.mark.parametrize("rows, cols", [(1, 1), (3, 2), (4, 4)])
+def test_output_stationary_unimpeded_counts(rows, cols):
+    """Inputs always valid, output always ready, every fold at least R beats long: one beat
+    per cycle, nothing stalls, and only the fill and drain come on top of the beats."""
+    config = SystolicGemmConfig(rows=rows, cols=cols)
+    rng = np.random.default_rng(rows + cols)
+    m, k, n = 2 * rows + 1, max(rows, 3) + 2, 2 * cols + 1
+    jobs = [(rng.integers(-128, 128, (m, k)), rng.integers(-128, 128, (k, n)))]
+    counters = {}
+    got = run_jobs(config, jobs, seed=rows + cols, gap=0.0, counters=counters)
+    np.testing.assert_array_equal(got[0], jobs[0][0] @ jobs[0][1])
+    beats = -(-m // rows) * -(-n // cols) * k
+    assert counters["busy_cycles"] == beats, counters
+    assert counters["stall_cycles"] == counters["stall_in_cycles"] == 0, counters
+    assert counters["stall_out_cycles"] == 0, counters
+    # Fill and drain: skew (R + C), product and accumulate (2), column drain (R), deskew
+    # (C − 1), output register and queue (2), plus the descriptor's cycle.
+    assert counters["cycles"] - beats <= 2 * (rows + cols) + 6, counters

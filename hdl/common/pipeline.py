@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from amaranth.hdl import Module, Signal, Value, signed, unsigned
 
-__all__ = ["delay_line", "pipelined_product", "pipelined_tree", "stage"]
+__all__ = ["delay_line", "pipelined_product", "pipelined_tree", "queue_room", "stage"]
 
 
 def stage(m: Module, value, *, enable: Value, name: str) -> Signal:
@@ -14,6 +14,20 @@ def stage(m: Module, value, *, enable: Value, name: str) -> Signal:
     with m.If(enable):
         m.d.sync += register.eq(value)
     return register
+
+
+def queue_room(m: Module, level: Value, *, limit: int, name: str) -> Signal:
+    """A registered "the queue has room" enable: high in the cycle after ``level`` was at
+    most ``limit``.
+
+    A datapath that stalls on a queue's combinational ``w_rdy`` has that signal, and the
+    queue's level logic before it, in front of every register it enables. This flag leaves a
+    register's clock-to-out there instead, at the price of looking one cycle back: ``limit``
+    must leave room for every write that can still arrive after the level was sampled (the
+    caller counts them; a deeper queue keeps the throughput)."""
+    room = Signal(name=name, init=1)
+    m.d.sync += room.eq(level <= limit)
+    return room
 
 
 def delay_line(m: Module, value, *, shape, steps: int, enable: Value, name: str):

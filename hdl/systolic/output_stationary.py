@@ -18,12 +18,16 @@ from amaranth.lib import data, fifo, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..common.counters import count_cycles
-from ..common.pipeline import delay_line
+from ..common.pipeline import delay_line, queue_room
 from .config import DIM_BITS, SystolicGemmConfig
 from .grid import build_grid
 from .interface import gemm_signature
 
-__all__ = ["OutputStationaryArray", "OutputStationaryGemm", "OutputStationaryPE", "beat_layout"]
+__all__ = ["OUT_QUEUE_DEPTH", "OutputStationaryArray", "OutputStationaryGemm", "OutputStationaryPE",
+           "beat_layout"]
+
+#: Result rows the output queue holds (see ``OutputStationaryArray.elaborate``).
+OUT_QUEUE_DEPTH = 9
 
 
 def beat_layout(operand) -> data.StructLayout:
@@ -32,8 +36,8 @@ def beat_layout(operand) -> data.StructLayout:
 
 
 class OutputStationaryPE(wiring.Component):
-    """One PE: ``acc += a·b`` (product registered first); on ``last`` the finished sum moves
-    to ``result``.
+    """One PE: ``acc += a·b`` (operands and product registered first); on ``last`` the
+    finished sum moves to ``result``.
 
     ``shift`` loads ``result`` from ``chain_in`` (the PE above) to drain the column; a capture
     in the same step takes priority (the controller guarantees the shifted value is stale).
@@ -55,9 +59,15 @@ class OutputStationaryPE(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        # Two stages, so the multiplier and the accumulator's adder get a cycle each.
+        # Three stages: operand registers, product, accumulator. The operand registers feed
+        # only the multiplier (an ECP5 DSP, which the flow leaves unregistered), so the placer
+        # can put them, and the product register, right beside it.
+        mul_a = Signal(signed(len(self.b_in)), name="mul_a")
+        mul_b = Signal(signed(len(self.b_in)), name="mul_b")
         product = Signal(signed(self._acc_width))
-        framing = Signal(data.StructLayout({"valid": 1, "first": 1, "last": 1}))
+        frame_layout = data.StructLayout({"valid": 1, "first": 1, "last": 1})
+        operand_framing = Signal(frame_layout)
+        framing = Signal(frame_layout)
         acc = Signal(signed(self._acc_width))
         total = Signal(signed(self._acc_width))
         m.d.comb += [
@@ -67,9 +77,12 @@ class OutputStationaryPE(wiring.Component):
         with m.If(self.en):
             m.d.sync += [
                 self.a_out.eq(self.a_in), self.b_out.eq(self.b_in),
-                product.eq(self.a_in.value * self.b_in),
-                framing.valid.eq(self.a_in.valid), framing.first.eq(self.a_in.first),
-                framing.last.eq(self.a_in.last),
+                mul_a.eq(self.a_in.value), mul_b.eq(self.b_in),
+                product.eq(mul_a * mul_b),
+                operand_framing.valid.eq(self.a_in.valid),
+                operand_framing.first.eq(self.a_in.first),
+                operand_framing.last.eq(self.a_in.last),
+                framing.eq(operand_framing),
             ]
             with m.If(framing.valid):
                 m.d.sync += acc.eq(total)
@@ -134,21 +147,32 @@ class OutputStationaryArray(wiring.Component):
         R, C, A = self._rows, self._cols, self._acc_width
         m = Module()
 
-        # Output queue; the array steps whenever it can take one more row.
+        # Output queue. The array steps on a registered flag (``queue_room``), not on the
+        # queue's ``w_rdy``: the level logic stays out of the paths of the thousands of
+        # registers the step enables. A row reaches the queue through one output register, so
+        # a write at t+2 comes from a step at t+1, decided from the level at t: at most two
+        # writes follow that level, and the queue takes a write while its level is at most
+        # depth − 2 (its output register aside). 8 RAM entries (a power of two: plain
+        # pointers) plus that register; a free-flowing output keeps the level at 2 or less.
         out_layout = self.signature.members["c"].signature.members["payload"].shape
-        m.submodules.out_queue = out_queue = fifo.SyncFIFOBuffered(width=out_layout.size, depth=4)
+        depth = OUT_QUEUE_DEPTH
+        m.submodules.out_queue = out_queue = fifo.SyncFIFOBuffered(width=out_layout.size,
+                                                                   depth=depth)
         # Jobs whose results are still draining, for the output side's own tile walk.
         m.submodules.job_queue = job_queue = fifo.SyncFIFOBuffered(width=3 * DIM_BITS, depth=4)
-        step = Signal()
-        m.d.comb += step.eq(out_queue.w_rdy)
+        step = queue_room(m, out_queue.level, limit=depth - 4, name="step")
 
         # --- Input controller: walks the folds of the current job. ---
         busy = Signal()
         size_m, size_n = Signal(DIM_BITS, name="size_m"), Signal(DIM_BITS, name="size_n")
-        last_k = Signal(DIM_BITS)   # K − 1, kept so the beat handshake needs no subtractor
+        last_k = Signal(DIM_BITS)   # index of a fold's last beat
         m_base = Signal(DIM_BITS + 1)
         n_base = Signal(DIM_BITS + 1)
         beat_index = Signal(DIM_BITS)          # k of the next beat within its fold
+        # Whether the next beat is its fold's first / last, kept in registers so the beat
+        # handshake (which fans out to every skew-line head) sees no comparator.
+        first_beat = Signal(init=1)
+        last_beat = Signal()
         # Steps since the last fold's final beat: the column drain needs R of them before the
         # next fold finishes (only short K or a starved input ever makes the array wait).
         since_fold_end = Signal(range(R + 1), init=R)
@@ -165,22 +189,22 @@ class OutputStationaryArray(wiring.Component):
             with m.If(desc_bad):
                 m.d.sync += self.counters.desc_error.eq(1)
             with m.Else():
+                fold_last = self.fold_last_beat(self.desc.payload)
                 m.d.sync += [
                     busy.eq(1),
                     size_m.eq(self.desc.payload.m),
-                    last_k.eq(self.fold_last_beat(self.desc.payload)),
+                    last_k.eq(fold_last),
                     size_n.eq(self.desc.payload.n),
                     m_base.eq(0), n_base.eq(0), beat_index.eq(0),
+                    first_beat.eq(1), last_beat.eq(fold_last == 0),
                 ]
                 self.accept_job(m, self.desc.payload)
 
         wants_beat = Signal()
-        last_beat = Signal()
         drain_wait = Signal()
         beat = Signal()
         m.d.comb += [
             wants_beat.eq(busy),
-            last_beat.eq(beat_index == last_k),
             drain_wait.eq(last_beat & (since_fold_end < R - 1)),
             beat.eq(step & wants_beat & ~drain_wait & self.a.valid & self.b.valid),
             self.a.ready.eq(beat),
@@ -193,7 +217,7 @@ class OutputStationaryArray(wiring.Component):
                 m.d.sync += since_fold_end.eq(since_fold_end + 1)
         with m.If(beat):
             with m.If(last_beat):
-                m.d.sync += beat_index.eq(0)
+                m.d.sync += [beat_index.eq(0), first_beat.eq(1), last_beat.eq(last_k == 0)]
                 with m.If(n_base + C < size_n):
                     m.d.sync += n_base.eq(n_base + C)
                 with m.Else():
@@ -201,7 +225,8 @@ class OutputStationaryArray(wiring.Component):
                     with m.If(m_base + R >= size_m):
                         m.d.sync += busy.eq(0)
             with m.Else():
-                m.d.sync += beat_index.eq(beat_index + 1)
+                m.d.sync += [beat_index.eq(beat_index + 1), first_beat.eq(0),
+                             last_beat.eq(beat_index + 1 == last_k)]
 
         # --- Skewed injection: row i is delayed by i + 1 steps, column j by j + 1 (the extra
         # register keeps the input handshake out of the first PE's multiplier path). ---
@@ -213,7 +238,7 @@ class OutputStationaryArray(wiring.Component):
             m.d.comb += [
                 head.value.eq(Mux(beat, self.row_operand(m, i), 0)),
                 head.valid.eq(beat),
-                head.first.eq(beat_index == 0),
+                head.first.eq(first_beat),
                 head.last.eq(last_beat),
             ]
             head = delay_line(m, head, shape=framed, steps=i + 1, enable=step,
@@ -275,12 +300,20 @@ class OutputStationaryArray(wiring.Component):
             out_row.row.eq(row_out),
             out_row.col.eq(out_n_base),
             out_row.last.eq(final_tile & (row_in_tile == 0)),
-            out_queue.w_data.eq(out_row.as_value()),
-            out_queue.w_en.eq(row_ready & (row_out < job.m)),
             job_queue.r_en.eq(row_ready & final_tile & (row_in_tile == 0)),
         ]
         for j in range(C):
             m.d.comb += out_row.data[j].eq(col_outputs[j])
+        # The output register: the queue's write port sees registers only (see step above).
+        out_valid = Signal()
+        out_data = Signal(out_layout)
+        m.d.sync += out_valid.eq(row_ready & (row_out < job.m))
+        with m.If(row_ready):
+            m.d.sync += out_data.eq(out_row)
+        m.d.comb += [
+            out_queue.w_data.eq(out_data.as_value()),
+            out_queue.w_en.eq(out_valid),
+        ]
         with m.If(row_ready & (row_in_tile == 0)):
             with m.If(out_n_base + C < job.n):
                 m.d.sync += out_n_base.eq(out_n_base + C)
@@ -299,7 +332,7 @@ class OutputStationaryArray(wiring.Component):
 
         # --- Performance counters. ---
         active = Signal()
-        m.d.comb += active.eq(busy | job_queue.r_rdy | out_queue.r_rdy)
+        m.d.comb += active.eq(busy | job_queue.r_rdy | out_valid | (out_queue.level != 0))
         stall_in = Signal()
         stall_out = Signal()
         m.d.comb += [

@@ -25,12 +25,17 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..common.counters import count_cycles
-from ..common.pipeline import delay_line
+from ..common.pipeline import delay_line, queue_room
 from .config import DIM_BITS, SystolicGemmConfig
 from .grid import build_grid
 from .interface import gemm_signature, result_layout
+from .output_stationary import OUT_QUEUE_DEPTH
 
-__all__ = ["WeightStationaryGemm", "WeightStationaryPE"]
+__all__ = ["LUTRAM_CHUNK", "WeightStationaryGemm", "WeightStationaryPE"]
+
+#: Largest ``chunk`` whose accumulator goes to LUT RAM (64 × C sums: 256 RAM cells at C = 8
+#: of 32-bit sums); a larger one takes block RAM, whose output path limits the clock.
+LUTRAM_CHUNK = 64
 
 
 def _activation_layout(width: int) -> data.StructLayout:
@@ -49,8 +54,8 @@ def _psum_width(width: int, rows: int) -> int:
 
 
 class WeightStationaryPE(wiring.Component):
-    """One PE: ``psum_out = psum_in + a·w`` (product registered first), with a shadow weight
-    swapped in on ``first``.
+    """One PE: ``psum_out = psum_in + a·w`` (operands and product registered first), with a
+    shadow weight swapped in on ``first``.
 
     A weight beat tagged with this PE's ``row`` loads the shadow register; an activation
     flagged ``first`` copies the shadow into the weight and already multiplies by it.
@@ -74,14 +79,20 @@ class WeightStationaryPE(wiring.Component):
         shadow = Signal.like(self.w_in.value, name="shadow")
         swap = Signal()
         m.d.comb += swap.eq(self.a_in.valid & self.a_in.first)
-        # The product is registered: the psum from the PE above arrives one step after the
-        # activation did there, so it meets this PE's product of the same row exactly.
+        # Operand registers feed only the multiplier (an ECP5 DSP, which the flow leaves
+        # unregistered), so the placer can put them, and the product register, beside it.
+        # Operands and product take a step each: the psum from the PE above, one step behind
+        # the activation there, meets this PE's product of the same row exactly.
+        mul_a = Signal.like(self.w_in.value, name="mul_a")
+        mul_w = Signal.like(self.w_in.value, name="mul_w")
         product = Signal(signed(2 * len(self.w_in.value)))
         with m.If(self.en):
             m.d.sync += [
                 self.a_out.eq(self.a_in),
                 self.w_out.eq(self.w_in),
-                product.eq(self.a_in.value * Mux(swap, shadow, weight)),
+                mul_a.eq(self.a_in.value),
+                mul_w.eq(Mux(swap, shadow, weight)),
+                product.eq(mul_a * mul_w),
                 self.psum_out.eq(self.psum_in + product),
             ]
             with m.If(swap):
@@ -111,11 +122,14 @@ class WeightStationaryGemm(wiring.Component):
         P = _psum_width(W, R)
         m = Module()
 
-        # Output queue; the array steps whenever it can take one more row.
+        # Output queue. The array steps on a registered flag decided from the queue's level
+        # a cycle ahead, and rows reach the queue through one output register: the same
+        # room rule as the output-stationary array's (see ``OUT_QUEUE_DEPTH`` there).
         out_layout = result_layout(cfg)
-        m.submodules.out_queue = out_queue = fifo.SyncFIFOBuffered(width=out_layout.size, depth=4)
-        step = Signal()
-        m.d.comb += step.eq(out_queue.w_rdy)
+        depth = OUT_QUEUE_DEPTH
+        m.submodules.out_queue = out_queue = fifo.SyncFIFOBuffered(width=out_layout.size,
+                                                                   depth=depth)
+        step = queue_room(m, out_queue.level, limit=depth - 4, name="step")
 
         # --- Weight side: R beats fill the shadow registers, then wait for the tile start. ---
         weights_loaded = Signal(range(R + 1))   # rows of the next tile already sent down
@@ -237,7 +251,7 @@ class WeightStationaryGemm(wiring.Component):
                          across=("a_in", "a_out"), down=("w_in", "w_out"),
                          chain=("psum_in", "psum_out"))
 
-        # --- Deskew: column j waits C-1-j steps, so row m's sums arrive together, R+C+1
+        # --- Deskew: column j waits C-1-j steps, so row m's sums arrive together, R+C+2
         # steps after its beat entered. ---
         col_sums = []
         for j in range(C):
@@ -246,7 +260,7 @@ class WeightStationaryGemm(wiring.Component):
                               name=f"c_deskew_{j}")
             col_sums.append(head)
 
-        # Each beat's bookkeeping follows it in a delay line of the same R+C+1 steps.
+        # Each beat's bookkeeping follows it in a delay line of the same R+C+2 steps.
         tag_layout = data.StructLayout({
             "valid": 1, "slot": range(CHUNK), "first_k": 1, "last_k": 1,
             "row": DIM_BITS, "col": DIM_BITS, "last": 1,
@@ -261,39 +275,64 @@ class WeightStationaryGemm(wiring.Component):
             tags[0].col.eq(n_base),
             tags[0].last.eq(job_end),
         ]
-        for d in range(R + C + 1):
+        for d in range(R + C + 2):
             delayed = Signal(tag_layout, name=f"tag_{d + 1}")
             with m.If(step):
                 m.d.sync += delayed.eq(tags[-1])
             tags.append(delayed)
         fetch, done = tags[-2], tags[-1]
 
-        # --- Chunk accumulator: read one step ahead, add, write back or send out. ---
+        # --- Chunk accumulator: read one step ahead into a register, add, write back or send
+        # out. A chunk small enough for LUT RAM reads asynchronously into a fabric register
+        # (a block RAM's unregistered output alone takes most of a 150 MHz cycle); the only
+        # write that register can miss is the one in the same step, by the row just ahead,
+        # which is forwarded (a flag compared a step earlier keeps the compare off the path).
         acc_layout = data.ArrayLayout(signed(A), C)
-        m.submodules.acc = acc = Memory(shape=acc_layout, depth=CHUNK, init=[])
+        lutram = CHUNK <= LUTRAM_CHUNK
+        m.submodules.acc = acc = Memory(shape=acc_layout, depth=CHUNK, init=[],
+                                        attrs={"ram_style": "distributed"} if lutram else {})
         acc_write = acc.write_port()
-        acc_read = acc.read_port(domain="sync", transparent_for=(acc_write,))
-        m.d.comb += [
-            acc_read.addr.eq(fetch.slot),
-            acc_read.en.eq(step),
-        ]
         total = Signal(acc_layout)
-        for j in range(C):
-            m.d.comb += total[j].eq(Mux(done.first_k, 0, acc_read.data[j]) + col_sums[j])
         m.d.comb += [
             acc_write.addr.eq(done.slot),
             acc_write.data.eq(total),
             acc_write.en.eq(step & done.valid & ~done.last_k),
         ]
+        stored = Signal(acc_layout)     # the sum stored for ``done``'s slot
+        if lutram:
+            acc_read = acc.read_port(domain="comb")
+            ahead = tags[-3]
+            forward = Signal()          # ``done`` will write the slot ``fetch`` reads
+            m.d.comb += acc_read.addr.eq(fetch.slot)
+            with m.If(step):
+                m.d.sync += [
+                    forward.eq(fetch.valid & ~fetch.last_k & (fetch.slot == ahead.slot)),
+                    stored.eq(Mux(forward, total, acc_read.data)),
+                ]
+        else:
+            acc_read = acc.read_port(domain="sync", transparent_for=(acc_write,))
+            m.d.comb += [
+                acc_read.addr.eq(fetch.slot),
+                acc_read.en.eq(step),
+                stored.eq(acc_read.data),
+            ]
+        for j in range(C):
+            m.d.comb += total[j].eq(Mux(done.first_k, 0, stored[j]) + col_sums[j])
 
+        # The output register: the queue's write port sees registers only.
         out_row = Signal(out_layout)
+        out_valid = Signal()
+        m.d.sync += out_valid.eq(step & done.valid & done.last_k)
+        with m.If(step):
+            m.d.sync += [
+                out_row.data.eq(total),
+                out_row.row.eq(done.row),
+                out_row.col.eq(done.col),
+                out_row.last.eq(done.last),
+            ]
         m.d.comb += [
-            out_row.data.eq(total),
-            out_row.row.eq(done.row),
-            out_row.col.eq(done.col),
-            out_row.last.eq(done.last),
             out_queue.w_data.eq(out_row.as_value()),
-            out_queue.w_en.eq(step & done.valid & done.last_k),
+            out_queue.w_en.eq(out_valid),
             self.c.payload.eq(out_queue.r_data),
             self.c.valid.eq(out_queue.r_rdy),
             out_queue.r_en.eq(self.c.ready),
@@ -303,7 +342,7 @@ class WeightStationaryGemm(wiring.Component):
         in_pipeline = Signal()
         m.d.comb += in_pipeline.eq(Cat(tag.valid for tag in tags[1:]).any())
         active = Signal()
-        m.d.comb += active.eq(busy | in_pipeline | (out_queue.level != 0))
+        m.d.comb += active.eq(busy | in_pipeline | out_valid | (out_queue.level != 0))
         stall_in = Signal()
         stall_out = Signal()
         m.d.comb += [
