@@ -25,8 +25,8 @@ from hdl.common.config import BlockConfig
 from sim.payload import pack, unpack
 
 __all__ = ["ADAPTERS", "ATTENTION", "KIVI_QUANT", "MX_DEQUANT", "MX_QUANT", "NM_SPARSE_GEMM",
-           "NM_SPARSE_MAC", "PIM", "SYSTOLIC_GEMM", "HostAdapter", "Stage", "payload_layouts",
-           "stages_of"]
+           "NM_SPARSE_MAC", "PIM", "SYSTOLIC_GEMM", "HostAdapter", "Stage", "counter_arrays",
+           "payload_layouts", "stages_of"]
 
 #: One stage of a run: the input beats to write (stream → packed beats) and the output beats
 #: to read (stream → count) before the next stage starts.
@@ -55,6 +55,10 @@ class HostAdapter:
     # beats are all read before the next stage's input beats are written (PIM: W's load must be
     # decided before the GEMV descriptor starts the sequencer, which then owns port P).
     stages: Callable[[BlockConfig, dict[str, np.ndarray]], list[Stage]] | None = None
+    # the block's counters (name -> value) as the npz arrays `sim --outputs` writes beside the
+    # outputs; None: under their own names (PIM renames ``cycles`` and the like, which its
+    # outputs already use)
+    counter_outputs: Callable[[dict[str, int]], dict[str, np.ndarray]] | None = None
 
 
 def stages_of(adapter: HostAdapter, config: BlockConfig,
@@ -63,6 +67,13 @@ def stages_of(adapter: HostAdapter, config: BlockConfig,
     if adapter.stages is not None:
         return adapter.stages(config, inputs)
     return [(adapter.encode(config, inputs), adapter.expected_beats(config, inputs))]
+
+
+def counter_arrays(adapter: HostAdapter, counters: dict[str, int]) -> dict[str, np.ndarray]:
+    """The counters as the npz scalars a driver writes: the adapter's names, else their own."""
+    if adapter.counter_outputs is not None:
+        return dict(adapter.counter_outputs(counters))
+    return {name: np.int64(value) for name, value in counters.items()}
 
 
 # --------------------------------------------------------------------------------------- helpers
@@ -681,6 +692,11 @@ def _pim_decode(config, inputs, output) -> dict[str, np.ndarray]:
     return gemv_job(config, inputs["w"], inputs["x"]).outputs(beats)
 
 
+def _pim_counters(counters: dict[str, int]) -> dict[str, np.ndarray]:
+    from hdl.pim.layout import counter_outputs
+    return counter_outputs(counters)
+
+
 def _pim_golden_beats(config, inputs) -> dict[str, list[int]]:
     from hdl.pim.layout import gemv_job, trace_status
     layout = _layouts("pim", config)["status"]
@@ -697,6 +713,7 @@ PIM = HostAdapter(
     golden=_pim_golden,
     golden_beats=_pim_golden_beats,
     stages=_pim_stages,
+    counter_outputs=_pim_counters,
 )
 
 #: Registry block name → adapter (the registry's ``host`` fields name the same objects).

@@ -58,7 +58,13 @@ from golden.pim import (
 from hdl.common.counters import CountersSignature
 from hdl.pim.config import PimConfig
 from hdl.pim.interface import PIM_COUNTERS, command_layout, status_layout
-from hdl.pim.layout import TAG_FIELDS, command_beat, gemv_readback, trace_outputs
+from hdl.pim.layout import (
+    TAG_FIELDS,
+    command_beat,
+    counter_outputs,
+    gemv_readback,
+    trace_outputs,
+)
 from hdl.pim.sequencer import check_gemv_fits, gemv_descriptor, gemv_layout
 
 from .pim_traces import (
@@ -512,15 +518,6 @@ async def gpt_decode(dut):
                    dims.d_ff], "context": context, "gemvs": len(calls)})
 
 
-def _counter_outputs(counters: dict[str, int]) -> dict[str, np.int64]:
-    """The block's counters as npz scalars; ``cycles`` (clock cycles) becomes ``clock_cycles``
-    and accepted / rejected ``accepted_count`` / ``rejected_count`` (the names of
-    ``run_trace``, whose ``cycles`` are DRAM cycles)."""
-    rename = {"cycles": "clock_cycles", "accepted": "accepted_count",
-              "rejected": "rejected_count"}
-    return {rename.get(name, name): np.int64(value) for name, value in counters.items()}
-
-
 async def _user_trace(harness: PimHarness, table: np.ndarray) -> dict:
     c = harness.config
     table = np.asarray(table, np.int64)
@@ -532,7 +529,7 @@ async def _user_trace(harness: PimHarness, table: np.ndarray) -> dict:
     n = len(commands)
     out = trace_outputs(c, table, harness.beats)
     counters = harness.counters()
-    out.update(_counter_outputs(counters))
+    out.update(counter_outputs(counters))
     out["cycles"] = np.int64(max((int(beat["cycle"]) for beat in harness.beats), default=-1) + 1)
     np.savez(os.environ["TG_OUTPUTS"], **out, **{f"{key}_golden": value
                                                  for key, value in golden.items()})
@@ -548,7 +545,7 @@ async def _user_gemv(harness: PimHarness, w: np.ndarray, x: np.ndarray) -> dict:
     counters = harness.counters()
     np.savez(os.environ["TG_OUTPUTS"], y=y.numpy(), y_golden=y_golden.numpy(),
              cycles=np.int64(cycles), cycles_golden=np.int64(golden_cycles),
-             **_counter_outputs(counters))
+             **counter_outputs(counters))
     harness.scoreboard.finish()
     _check_y("user gemv", y, y_golden)
     harness.check_counters()

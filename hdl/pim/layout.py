@@ -32,7 +32,7 @@ from golden.pim import (
 from .config import PimConfig
 from .sequencer import gemv_descriptor
 
-__all__ = ["TAG_FIELDS", "GemvJob", "command_beat", "command_beats", "gemv_job",
+__all__ = ["TAG_FIELDS", "GemvJob", "command_beat", "command_beats", "counter_outputs", "gemv_job",
            "gemv_readback", "status_beat", "trace_golden", "trace_order", "trace_outputs",
            "trace_status"]
 
@@ -40,6 +40,15 @@ __all__ = ["TAG_FIELDS", "GemvJob", "command_beat", "command_beats", "gemv_job",
 TAG_FIELDS = ("item", "unit", "tile", "group", "piece")
 #: The per-command outputs of a raw trace that the host compares with golden ``run_trace``.
 TRACE_KEYS = ("accepted", "rule", "has_read", "read_data", "rejected_by_rule")
+
+
+def counter_outputs(counters: dict[str, int]) -> dict[str, np.int64]:
+    """The block's counters as npz scalars; ``cycles`` (clock cycles) becomes ``clock_cycles``
+    and accepted / rejected ``accepted_count`` / ``rejected_count`` (the names of
+    ``run_trace``, whose ``cycles`` are DRAM cycles)."""
+    rename = {"cycles": "clock_cycles", "accepted": "accepted_count",
+              "rejected": "rejected_count"}
+    return {rename.get(name, name): np.int64(value) for name, value in counters.items()}
 
 
 def command_beat(config: PimConfig, cmd: Command) -> dict:
