@@ -39,6 +39,7 @@ class BoardTop(Elaboratable):
 
     def __init__(self, block: str, config: BlockConfig, *, baud: int = 115200):
         if isinstance(baud, bool) or not isinstance(baud, int) or baud <= 0:
+            self._MustUse__silence = True   # never built: no "created but never used"
             raise ValueError(f"baud={baud!r} is not allowed; expected a positive integer")
         self.block = block
         self.config = config

@@ -294,6 +294,14 @@ class HostBridgeTop(wiring.Component):
 
     def __init__(self, block: str, config: BlockConfig, *, divisor: int, fifo_depth: int = 32,
                  max_payload: int = 256, timeout_bits: int = 20_000):
+        try:
+            self._check(block, config, divisor, fifo_depth, max_payload, timeout_bits)
+        except ValueError:
+            self._MustUse__silence = True   # never built: no "created but never used"
+            raise
+        super().__init__({"rx": In(1, init=1), "tx": Out(1, init=1), "error": Out(1)})
+
+    def _check(self, block, config, divisor, fifo_depth, max_payload, timeout_bits):
         from .registry import BLOCKS
         if block not in BLOCKS:
             raise ValueError(f"block={block!r} is not allowed; expected one of "
@@ -307,6 +315,7 @@ class HostBridgeTop(wiring.Component):
         self._block_name = block
         self._config = config
         self._block = BLOCKS[block].build(config)
+        self._block._MustUse__silence = True   # elaborated only inside this top, if at all
         self._layout = bridge_layout(self._block)
         # the payload limit is known only after the layout: check it against the layout
         info = self._layout.info(config, fifo_depth=fifo_depth, max_payload=0xFFFF)
@@ -316,7 +325,6 @@ class HostBridgeTop(wiring.Component):
                    *(info.beat_bytes(bits) for _n, bits in info.outputs))
         self._max_payload = _check_int("max_payload", max_payload, need, 0xFFFF)
         self.info = self._layout.info(config, fifo_depth=fifo_depth, max_payload=max_payload)
-        super().__init__({"rx": In(1, init=1), "tx": Out(1, init=1), "error": Out(1)})
 
     @property
     def block(self) -> wiring.Component:
