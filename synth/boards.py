@@ -385,17 +385,16 @@ def fitting_point(entry, board: Board, *, exclude=None) -> dict | None:
        (room for the bridge and for placement) and no more DSP than it has.
     None when nothing is known to fit.
     """
-    slug_of = {}
+    configs = []
     for point in _candidate_points(entry):
         try:
             config = entry.config(point)
         except ValueError:
             continue
-        if exclude is not None and config == exclude:
-            continue
-        slug_of[config.slug()] = point
-    for slug, point in slug_of.items():
-        report = BUILD_ROOT / board.name / slug / "report.json"
+        if exclude is None or config != exclude:
+            configs.append((config, point))
+    for config, point in configs:
+        report = BUILD_ROOT / board.name / config.slug() / "report.json"
         if report.is_file() and json.loads(report.read_text()).get("fits"):
             return {"settings": point, "why": f"built for {board.name} ({report.parent})"}
     if board.family == "ice40":
@@ -404,8 +403,8 @@ def fitting_point(entry, board: Board, *, exclude=None) -> dict | None:
                     "why": "the registry's iCE40 UP5K point (`small`)"}
         return None
     capacity = _ECP5_CAPACITY.get(board.device)
-    for slug, point in slug_of.items():
-        record = _cached_synth(slug)
+    for config, point in configs:
+        record = _synth_record(config)
         if record is None or record.get("luts") is None:
             continue
         dsps = record.get("dsps") or 0
@@ -421,10 +420,11 @@ _ECP5_CAPACITY = {"LFE5U-25F": {"LUT": 24288, "DSP": 28},
                   "LFE5U-85F": {"LUT": 83640, "DSP": 156}}
 
 
-def _cached_synth(slug: str) -> dict | None:
-    for candidate in Path("build").glob(f"*/{slug}/synth_ecp5.json"):
-        return json.loads(candidate.read_text())
-    return None
+def _synth_record(config) -> dict | None:
+    """The ECP5 synthesis record ``tensorgates synth`` left in the design's folder, if any."""
+    from sim.runner import design_dir
+    path = design_dir(config) / "synth_ecp5.json"
+    return json.loads(path.read_text()) if path.is_file() else None
 
 
 # ---------------------------------------------------------------- reports
