@@ -677,3 +677,62 @@ class HostBridgeTop(wiring.Component):
                     with m.If(count == reply_length - 1):
                         m.next = "SYNC"
         return m
+
+
+def bridge_area(block: str, settings: dict[str, str], out_dir, *, divisor: int = 104) -> list:
+    """Synthesize ``block`` alone and behind the bridge (``divisor`` 104: 115200 baud from
+    iCEBreaker's 12 MHz) for iCE40 UP5K and ECP5-85F; rows of (target, what, result)."""
+    from pathlib import Path
+
+    from gateware.generate import generate, generate_component
+    from gateware.registry import BLOCKS
+    from synth.flow import synthesize
+    config = BLOCKS[block].config(settings)
+    out_dir = Path(out_dir)
+    alone = generate(config, out_dir / "block")
+    top = generate_component(HostBridgeTop(block, config, divisor=divisor), config,
+                             out_dir / "bridge_top")
+    rows = []
+    for target in ("ice40", "ecp5"):
+        for what, design in (("block", alone), ("block + bridge", top)):
+            rows.append((target, what, synthesize(design.verilog, design.top, target,
+                                                  design.directory / f"synth_{target}",
+                                                  place=target == "ecp5")))
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m gateware.host_bridge``: the tables of docs/host_bridge.md (the bridge's
+    area for systolic_gemm 2×2, the link's throughput at 115200 baud)."""
+    import argparse
+
+    from .host_protocol import link_throughput_table
+    parser = argparse.ArgumentParser(prog="python -m gateware.host_bridge")
+    parser.add_argument("--no-synth", action="store_true", help="throughput table only")
+    args = parser.parse_args(argv)
+    from .registry import BLOCKS
+    settings = {"rows": "2", "cols": "2"}
+    config = BLOCKS["systolic_gemm"].config(settings)
+    top = HostBridgeTop("systolic_gemm", config, divisor=104)
+    top._MustUse__silence = True   # asked for its INFO layout only
+    info = top.info
+    print(link_throughput_table(info, baud=115200))
+    if args.no_synth:
+        return 0
+    print("\n| target | design | LUT | FF | DSP | BRAM | ECP5 Fmax (MHz) |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    rows = bridge_area("systolic_gemm", settings, "build/host_bridge/area")
+    for target, what, r in rows:
+        fmax = f"{r.fmax_mhz:.1f}" if r.fmax_mhz else "–"
+        print(f"| {target} | systolic_gemm 2×2 {what} | {r.luts} | {r.ffs} | {r.dsps} | "
+              f"{r.brams} | {fmax} |")
+    for target in ("ice40", "ecp5"):
+        alone, top = (r for t, _w, r in rows if t == target)
+        print(f"\n{target}: the bridge (UART, parser, buffer, 4 FIFOs) adds "
+              f"{top.luts - alone.luts} LUT, {top.ffs - alone.ffs} FF, "
+              f"{top.brams - alone.brams} BRAM")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

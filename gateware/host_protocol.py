@@ -27,6 +27,7 @@ __all__ = [
     "config_digest",
     "crc8",
     "crc8_update",
+    "link_throughput_table",
     "pack_reply",
     "pack_request",
     "parse_info",
@@ -230,3 +231,35 @@ def parse_info(payload: bytes) -> dict:
     if len(payload) >= at + 3:
         info["flags"], info["settings_bytes"] = struct.unpack_from("<BH", payload, at)
     return info
+
+
+def link_throughput_table(info: BridgeInfo, *, baud: int) -> str:
+    """Markdown: payload bytes/s and beats/s of each stream over the link at ``baud`` (8N1:
+    ten bit times a byte), one request in flight as the driver does it. "With STATUS": the
+    driver's flow control, a STATUS round trip before each WRITE/READ of at most the FIFO's
+    depth; "full frames": back-to-back frames of ``max_payload`` bytes (the protocol's
+    ceiling). The host's own turnaround between reply and next request is not counted."""
+    byte_rate = baud / 10
+    status_trip = FRAME_OVERHEAD + FRAME_OVERHEAD + info.status_bytes
+    lines = [f"| stream | beat bytes | beats/frame (FIFO {info.fifo_depth}) | with STATUS: "
+             f"B/s | beats/s | full frames ({info.max_payload} B): B/s | beats/s |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for direction, streams in (("in", info.inputs), ("out", info.outputs)):
+        for name, bits in streams:
+            size = BridgeInfo.beat_bytes(bits)
+            if direction == "in":   # WRITE: index byte; reply: 2-byte count
+                most = (info.max_payload - 1) // size
+
+                def trip(n: int, size: int = size) -> int:
+                    return FRAME_OVERHEAD + 1 + n * size + FRAME_OVERHEAD + 2
+            else:                   # READ: index and count; reply: the beats
+                most = info.max_payload // size
+
+                def trip(n: int, size: int = size) -> int:
+                    return FRAME_OVERHEAD + 3 + FRAME_OVERHEAD + n * size
+            polled = min(most, info.fifo_depth)
+            slow = polled * size * byte_rate / (trip(polled) + status_trip)
+            fast = most * size * byte_rate / trip(most)
+            lines.append(f"| {name} ({direction}) | {size} | {polled} | {slow:.0f} | "
+                         f"{slow / size:.0f} | {fast:.0f} | {fast / size:.0f} |")
+    return "\n".join(lines)

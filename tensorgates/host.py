@@ -250,7 +250,7 @@ def cmd_run(args) -> int:
     import numpy as np
     import serial
 
-    from gateware.host_adapters import stages_of
+    from gateware.host_adapters import counter_arrays, stages_of
     from gateware.host_bridge import bridge_layout
     from gateware.registry import load
     from tensorgates.cli import UsageError, _config
@@ -344,7 +344,7 @@ def cmd_run(args) -> int:
     if args.outputs:
         np.savez(args.outputs, **{k: np.asarray(v) for k, v in board.items()},
                  **{f"{k}_golden": np.asarray(v) for k, v in golden.items()},
-                 **{name: np.int64(value) for name, value in counters.items()})
+                 **counter_arrays(adapter, counters))
     verdict = "FAIL" if mismatched else "PASS"
     print(f"{verdict} {config.slug()} on {args.port}: {len(golden) - len(mismatched)}/"
           f"{len(golden)} outputs equal to the golden model, {elapsed:.1f} s")
