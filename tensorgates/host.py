@@ -57,6 +57,14 @@ class BridgeClient:
         self._info: dict | None = None
 
     # -- framing
+    def _drain(self) -> None:
+        """Drop whatever arrived unasked (a reply to line noise, a late reply): the next frame
+        read must answer the request about to go out."""
+        waiting = getattr(self.port, "in_waiting", 0)
+        if waiting:
+            self.port.read(waiting)
+        self._parser = FrameParser(REPLY_SYNC)
+
     def _reply(self, what: str) -> Frame:
         deadline = time.monotonic() + self.timeout
         while True:
@@ -81,6 +89,7 @@ class BridgeClient:
         name = Command(command).name if command in Command._value2member_map_ else \
             f"command {command:#04x}"
         for attempt in range(self.retries + 1):
+            self._drain()
             self.port.write(pack_request(command, payload))
             reply = self._reply(name)
             if not reply.crc_ok:
