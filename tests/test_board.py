@@ -293,3 +293,65 @@ def test_run_against_cosimulated_board(tmp_path, simulator):
     assert outputs["busy_cycles"] > 0 and outputs["desc_error"] == 0
     assert "PASS systolic_gemm-rows2-cols2" in log
     assert len(INJECTIONS) == 5
+
+
+class ScriptedPort:
+    """A serial port whose replies are scripted: each write() queues the next reply."""
+
+    def __init__(self, replies: list[bytes]):
+        self.replies = list(replies)
+        self.written: list[bytes] = []
+        self.timeout = None
+        self._pending = b""
+
+    @property
+    def in_waiting(self) -> int:
+        return len(self._pending)
+
+    def write(self, data: bytes) -> None:
+        self.written.append(bytes(data))
+        if self.replies:
+            self._pending += self.replies.pop(0)
+
+    def read(self, n: int) -> bytes:
+        data, self._pending = self._pending[:n], self._pending[n:]
+        return data
+
+
+def test_client_error_replies_and_resends():
+    """An error reply raises BridgeError naming the status; line-noise errors are resent; a
+    stray byte before a request is dropped; silence times out."""
+    from tensorgates.host import BridgeClient, BridgeError
+    info = HostBridgeTop("systolic_gemm", BLOCKS["systolic_gemm"].config(GEMM_1X1),
+                         divisor=8).info
+    info_reply = pack_reply(Status.OK, info.info_payload())
+    port = ScriptedPort([info_reply, pack_reply(Status.BAD_ARGUMENT)])
+    client = BridgeClient(port, timeout=0.2)
+    assert client.info()["input_bytes"] == [6, 1, 1]
+    with pytest.raises(BridgeError, match="WRITE: the bridge answered BAD_ARGUMENT") as error:
+        client.write(1, [1, 2])
+    assert error.value.status == Status.BAD_ARGUMENT
+    assert port.written[-1] == pack_request(Command.WRITE, bytes([1, 1, 2]))
+
+    port = ScriptedPort([pack_reply(Status.FRAMING_ERROR),
+                         pack_reply(Status.OK, struct.pack("<4H", 8, 7, 8, 1))])
+    client = BridgeClient(port, timeout=0.2)
+    client._info = parse_info(info.info_payload())
+    port._pending = b"\x5a\x00"   # a stray half reply: dropped before the request
+    assert client.status() == ([8, 7, 8], [1])
+    assert len(port.written) == 2   # resent once
+
+    client = BridgeClient(ScriptedPort([]), timeout=0.1)
+    with pytest.raises(BridgeError, match=r"INFO: no reply within 0\.1 s"):
+        client.info()
+    with pytest.raises(ValueError, match="timeout"):
+        BridgeClient(ScriptedPort([]), timeout=0)
+
+
+def test_run_compares_exactly_nan_aware():
+    from tensorgates.host import _equal, _first_mismatches
+    assert _equal(np.array([1.0, np.nan]), np.array([1.0, np.nan]))
+    assert not _equal(np.array([1, 2]), np.array([1, 3]))
+    assert not _equal(np.zeros((2, 2)), np.zeros((2, 3)))
+    assert _first_mismatches(np.array([[1, 2], [3, 4]]), np.array([[1, 2], [3, 5]])) == \
+        "[1, 1] 4 vs golden 5"
