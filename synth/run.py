@@ -10,7 +10,19 @@ from sim.runner import design_dir
 
 from .flow import synthesize
 
-__all__ = ["synth_key", "synthesize_config", "synthesize_design", "tool_versions"]
+__all__ = ["CLOCK_TARGETS_MHZ", "DEFAULT_CLOCK_MHZ", "clock_target_mhz", "synth_key",
+           "synthesize_config", "synthesize_design", "tool_versions"]
+
+#: nextpnr's target clock (``--freq``) for a block not named in ``CLOCK_TARGETS_MHZ``.
+DEFAULT_CLOCK_MHZ = 100.0
+#: Blocks pipelined for a faster clock: nextpnr places and routes toward its target and stops
+#: improving a path once it meets it, so a block that can beat 100 MHz must ask for more.
+CLOCK_TARGETS_MHZ: dict[str, float] = {"systolic_gemm": 150.0, "nm_sparse_gemm": 150.0}
+
+
+def clock_target_mhz(block: str) -> float:
+    """The ``--freq`` nextpnr is given for ``block``'s designs."""
+    return CLOCK_TARGETS_MHZ.get(block, DEFAULT_CLOCK_MHZ)
 
 
 def tool_versions() -> dict[str, str]:
@@ -18,10 +30,13 @@ def tool_versions() -> dict[str, str]:
                             "amaranth")
 
 
-def synth_key(digest: str, target: str, *, place: bool = True) -> str:
-    """The cache key of one design's synthesis record for ``target``."""
+def synth_key(digest: str, target: str, *, place: bool = True,
+              clock_mhz: float = DEFAULT_CLOCK_MHZ) -> str:
+    """The cache key of one design's synthesis record for ``target`` (placed toward
+    ``clock_mhz``; the default keeps the keys of records made before targets existed)."""
+    target_clock = {} if clock_mhz == DEFAULT_CLOCK_MHZ else {"clock_mhz": clock_mhz}
     return cache_key(kind="synth", verilog=digest, target=target, place=place,
-                     multipliers="DSP, else LUT", tools=tool_versions())
+                     multipliers="DSP, else LUT", tools=tool_versions(), **target_clock)
 
 
 def synthesize_design(config: BlockConfig, target: str, *, place: bool = True,
@@ -29,18 +44,21 @@ def synthesize_design(config: BlockConfig, target: str, *, place: bool = True,
     """Synthesize ``config`` for ``target`` (uncached); a JSON record.
 
     A design with more multipliers than the device's DSP blocks is synthesized again with LUT
-    multipliers; the record's ``multipliers`` field says which was used.
+    multipliers; the record's ``multipliers`` field says which was used. nextpnr aims at the
+    block's :func:`clock_target_mhz`, which the record's ``clock_mhz`` gives.
     """
     folder = design_dir(config)
     design = design or generate(config, folder)
+    clock_mhz = clock_target_mhz(config.block_name)
     record = {}
     for nodsp in (False, True):
         result = synthesize(design.verilog, design.top, target,
                             folder / f"synth_{target}{'_nodsp' if nodsp else ''}",
-                            place=place, nodsp=nodsp)
+                            place=place, nodsp=nodsp, clock_mhz=clock_mhz)
         record = {"block": config.block_name, "config": config.to_dict(),
                   "design": config.slug(), "verilog": design.digest,
                   "multipliers": ("LUT" if nodsp else "DSP") if target != "generic" else None,
+                  "clock_mhz": clock_mhz if place and target != "generic" else None,
                   "tools": tool_versions(), **result.to_dict()}
         if not (record.get("fits") is False and _dsp_overflow(record.get("overflow"))):
             break
@@ -52,7 +70,8 @@ def synthesize_config(config: BlockConfig, target: str, *, place: bool = True,
     """:func:`synthesize_design`, cached by Verilog digest, target and tool versions."""
     folder = design_dir(config)
     design = generate(config, folder)
-    record = cached(synth_key(design.digest, target, place=place),
+    record = cached(synth_key(design.digest, target, place=place,
+                              clock_mhz=clock_target_mhz(config.block_name)),
                     lambda: synthesize_design(config, target, place=place, design=design),
                     refresh=refresh)
     (folder / f"synth_{target}.json").write_text(json.dumps(record, indent=2) + "\n")

@@ -36,8 +36,8 @@ def beat_layout(operand) -> data.StructLayout:
 
 
 class OutputStationaryPE(wiring.Component):
-    """One PE: ``acc += a·b`` (operands and product registered first); on ``last`` the
-    finished sum moves to ``result``.
+    """One PE: ``acc += a·b`` (operands and product registered first, the product twice);
+    on ``last`` the finished sum moves to ``result``.
 
     ``shift`` loads ``result`` from ``chain_in`` (the PE above) to drain the column; a capture
     in the same step takes priority (the controller guarantees the shifted value is stale).
@@ -59,30 +59,36 @@ class OutputStationaryPE(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        # Three stages: operand registers, product, accumulator. The operand registers feed
-        # only the multiplier (an ECP5 DSP, which the flow leaves unregistered), so the placer
-        # can put them, and the product register, right beside it.
+        # Four stages: operands, product, product again, accumulator. The multiplier (an ECP5
+        # DSP, which the flow leaves unregistered) gets registers that feed only it and that
+        # only it feeds, so the placer can put them right beside it. A bubble multiplies zero:
+        # that also keeps the operand registers apart from ``a_out``/``b_out``, which Yosys
+        # would otherwise merge with them.
         mul_a = Signal(signed(len(self.b_in)), name="mul_a")
         mul_b = Signal(signed(len(self.b_in)), name="mul_b")
-        product = Signal(signed(self._acc_width))
+        product = Signal(signed(2 * len(self.b_in)), name="product")
+        addend = Signal(signed(2 * len(self.b_in)), name="addend")
         frame_layout = data.StructLayout({"valid": 1, "first": 1, "last": 1})
-        operand_framing = Signal(frame_layout)
-        framing = Signal(frame_layout)
+        frames = [Signal(frame_layout, name=f"frame_{stage}") for stage in range(3)]
+        framing = frames[-1]
         acc = Signal(signed(self._acc_width))
         total = Signal(signed(self._acc_width))
         m.d.comb += [
-            total.eq(Mux(framing.first, 0, acc) + product),
+            total.eq(Mux(framing.first, 0, acc) + addend),
             self.capture.eq(self.en & framing.valid & framing.last),
         ]
         with m.If(self.en):
             m.d.sync += [
                 self.a_out.eq(self.a_in), self.b_out.eq(self.b_in),
-                mul_a.eq(self.a_in.value), mul_b.eq(self.b_in),
+                mul_a.eq(Mux(self.a_in.valid, self.a_in.value, 0)),
+                mul_b.eq(Mux(self.a_in.valid, self.b_in, 0)),
                 product.eq(mul_a * mul_b),
-                operand_framing.valid.eq(self.a_in.valid),
-                operand_framing.first.eq(self.a_in.first),
-                operand_framing.last.eq(self.a_in.last),
-                framing.eq(operand_framing),
+                addend.eq(product),
+                frames[0].valid.eq(self.a_in.valid),
+                frames[0].first.eq(self.a_in.first),
+                frames[0].last.eq(self.a_in.last),
+                frames[1].eq(frames[0]),
+                frames[2].eq(frames[1]),
             ]
             with m.If(framing.valid):
                 m.d.sync += acc.eq(total)
@@ -163,19 +169,34 @@ class OutputStationaryArray(wiring.Component):
         step = queue_room(m, out_queue.level, limit=depth - 4, name="step")
 
         # --- Input controller: walks the folds of the current job. ---
-        busy = Signal()
+        # The beat handshake fans out to every skew-line head, so it sees registers only:
+        # ``busy``, the flags of the next beat (first / last of its fold) and ``open_``, which
+        # says a beat may enter (busy, and not a final beat that must wait for the drain),
+        # computed from the next state of its inputs.
+        busy, busy_next = Signal(), Signal()
         size_m, size_n = Signal(DIM_BITS, name="size_m"), Signal(DIM_BITS, name="size_n")
         last_k = Signal(DIM_BITS)   # index of a fold's last beat
         m_base = Signal(DIM_BITS + 1)
         n_base = Signal(DIM_BITS + 1)
         beat_index = Signal(DIM_BITS)          # k of the next beat within its fold
-        # Whether the next beat is its fold's first / last, kept in registers so the beat
-        # handshake (which fans out to every skew-line head) sees no comparator.
         first_beat = Signal(init=1)
-        last_beat = Signal()
+        last_beat, last_beat_next = Signal(), Signal()
         # Steps since the last fold's final beat: the column drain needs R of them before the
         # next fold finishes (only short K or a starved input ever makes the array wait).
         since_fold_end = Signal(range(R + 1), init=R)
+        since_fold_end_next = Signal(range(R + 1))
+        open_ = Signal()
+        m.d.comb += [
+            busy_next.eq(busy),
+            last_beat_next.eq(last_beat),
+            since_fold_end_next.eq(since_fold_end),
+        ]
+        m.d.sync += [
+            busy.eq(busy_next),
+            last_beat.eq(last_beat_next),
+            since_fold_end.eq(since_fold_end_next),
+            open_.eq(busy_next & ~(last_beat_next & (since_fold_end_next < R - 1))),
+        ]
 
         desc_bad = Signal()
         m.d.comb += [
@@ -190,13 +211,12 @@ class OutputStationaryArray(wiring.Component):
                 m.d.sync += self.counters.desc_error.eq(1)
             with m.Else():
                 fold_last = self.fold_last_beat(self.desc.payload)
+                m.d.comb += [busy_next.eq(1), last_beat_next.eq(fold_last == 0)]
                 m.d.sync += [
-                    busy.eq(1),
                     size_m.eq(self.desc.payload.m),
                     last_k.eq(fold_last),
                     size_n.eq(self.desc.payload.n),
-                    m_base.eq(0), n_base.eq(0), beat_index.eq(0),
-                    first_beat.eq(1), last_beat.eq(fold_last == 0),
+                    m_base.eq(0), n_base.eq(0), beat_index.eq(0), first_beat.eq(1),
                 ]
                 self.accept_job(m, self.desc.payload)
 
@@ -206,27 +226,28 @@ class OutputStationaryArray(wiring.Component):
         m.d.comb += [
             wants_beat.eq(busy),
             drain_wait.eq(last_beat & (since_fold_end < R - 1)),
-            beat.eq(step & wants_beat & ~drain_wait & self.a.valid & self.b.valid),
+            beat.eq(step & open_ & self.a.valid & self.b.valid),
             self.a.ready.eq(beat),
             self.b.ready.eq(beat),
         ]
         with m.If(step):
             with m.If(beat & last_beat):
-                m.d.sync += since_fold_end.eq(0)
+                m.d.comb += since_fold_end_next.eq(0)
             with m.Elif(since_fold_end != R):
-                m.d.sync += since_fold_end.eq(since_fold_end + 1)
+                m.d.comb += since_fold_end_next.eq(since_fold_end + 1)
         with m.If(beat):
             with m.If(last_beat):
-                m.d.sync += [beat_index.eq(0), first_beat.eq(1), last_beat.eq(last_k == 0)]
+                m.d.comb += last_beat_next.eq(last_k == 0)
+                m.d.sync += [beat_index.eq(0), first_beat.eq(1)]
                 with m.If(n_base + C < size_n):
                     m.d.sync += n_base.eq(n_base + C)
                 with m.Else():
                     m.d.sync += [n_base.eq(0), m_base.eq(m_base + R)]
                     with m.If(m_base + R >= size_m):
-                        m.d.sync += busy.eq(0)
+                        m.d.comb += busy_next.eq(0)
             with m.Else():
-                m.d.sync += [beat_index.eq(beat_index + 1), first_beat.eq(0),
-                             last_beat.eq(beat_index + 1 == last_k)]
+                m.d.comb += last_beat_next.eq(beat_index + 1 == last_k)
+                m.d.sync += [beat_index.eq(beat_index + 1), first_beat.eq(0)]
 
         # --- Skewed injection: row i is delayed by i + 1 steps, column j by j + 1 (the extra
         # register keeps the input handshake out of the first PE's multiplier path). ---

@@ -54,8 +54,8 @@ def _psum_width(width: int, rows: int) -> int:
 
 
 class WeightStationaryPE(wiring.Component):
-    """One PE: ``psum_out = psum_in + a·w`` (operands and product registered first), with a
-    shadow weight swapped in on ``first``.
+    """One PE: ``psum_out = psum_in + a·w`` (operands and product registered first, the
+    product twice), with a shadow weight swapped in on ``first``.
 
     A weight beat tagged with this PE's ``row`` loads the shadow register; an activation
     flagged ``first`` copies the shadow into the weight and already multiplies by it.
@@ -79,21 +79,25 @@ class WeightStationaryPE(wiring.Component):
         shadow = Signal.like(self.w_in.value, name="shadow")
         swap = Signal()
         m.d.comb += swap.eq(self.a_in.valid & self.a_in.first)
-        # Operand registers feed only the multiplier (an ECP5 DSP, which the flow leaves
-        # unregistered), so the placer can put them, and the product register, beside it.
-        # Operands and product take a step each: the psum from the PE above, one step behind
-        # the activation there, meets this PE's product of the same row exactly.
+        # Operands, product and product again take a step each: the multiplier (an ECP5 DSP,
+        # which the flow leaves unregistered) gets registers that feed only it and that only
+        # it feeds, so the placer can put them beside it. ``mul_a`` zeroes a bubble, which
+        # also keeps it apart from ``a_out`` (Yosys merges identical registers). The psum
+        # from the PE above, one step behind the activation there, meets this PE's product
+        # of the same row exactly.
         mul_a = Signal.like(self.w_in.value, name="mul_a")
         mul_w = Signal.like(self.w_in.value, name="mul_w")
         product = Signal(signed(2 * len(self.w_in.value)))
+        addend = Signal(signed(2 * len(self.w_in.value)))
         with m.If(self.en):
             m.d.sync += [
                 self.a_out.eq(self.a_in),
                 self.w_out.eq(self.w_in),
-                mul_a.eq(self.a_in.value),
+                mul_a.eq(Mux(self.a_in.valid, self.a_in.value, 0)),
                 mul_w.eq(Mux(swap, shadow, weight)),
                 product.eq(mul_a * mul_w),
-                self.psum_out.eq(self.psum_in + product),
+                addend.eq(product),
+                self.psum_out.eq(self.psum_in + addend),
             ]
             with m.If(swap):
                 m.d.sync += weight.eq(shadow)
@@ -131,32 +135,42 @@ class WeightStationaryGemm(wiring.Component):
                                                                    depth=depth)
         step = queue_room(m, out_queue.level, limit=depth - 4, name="step")
 
+        # The beat handshakes fan out to every skew-line head, so they see registers only:
+        # ``open_`` (a beat may enter: busy, and not a tile start still short of weights),
+        # ``row_zero`` and ``weights_short``, each registered from the next state of what it
+        # summarizes; and ``chunk_last``, the index of the chunk's last row.
+
         # --- Weight side: R beats fill the shadow registers, then wait for the tile start. ---
         weights_loaded = Signal(range(R + 1))   # rows of the next tile already sent down
+        weights_loaded_next = Signal(range(R + 1))
+        weights_short = Signal(init=1)          # weights_loaded != R
         tile_start = Signal()                   # the next tile's first activation enters
         weight_beat = Signal()
         m.d.comb += [
-            weight_beat.eq(step & self.b.valid & ((weights_loaded != R) | tile_start)),
+            weight_beat.eq(step & self.b.valid & (weights_short | tile_start)),
             self.b.ready.eq(weight_beat),
+            weights_loaded_next.eq(weights_loaded),
         ]
         with m.If(tile_start):
-            m.d.sync += weights_loaded.eq(weight_beat)
+            m.d.comb += weights_loaded_next.eq(weight_beat)
         with m.Elif(weight_beat):
-            m.d.sync += weights_loaded.eq(weights_loaded + 1)
+            m.d.comb += weights_loaded_next.eq(weights_loaded + 1)
+        m.d.sync += [
+            weights_loaded.eq(weights_loaded_next),
+            weights_short.eq(weights_loaded_next != R),
+        ]
 
         # --- Activation side: walks the passes of the current job. ---
-        busy = Signal()
+        busy, busy_next = Signal(), Signal()
         size_m, size_k, size_n = (Signal(DIM_BITS, name=f"size_{x}") for x in "mkn")
         n_base = Signal(DIM_BITS + 1)           # tn·C
         m_base = Signal(DIM_BITS + 1)           # first row of the chunk
         k_base = Signal(DIM_BITS + 1)           # tk·R
+        m_left = Signal(DIM_BITS + 1)           # rows of A from m_base on
         row_in_chunk = Signal(range(CHUNK))
-        chunk_rows = Signal(range(CHUNK + 1))
-        m_left = Signal(DIM_BITS + 1)
-        m.d.comb += [
-            m_left.eq(size_m - m_base),
-            chunk_rows.eq(Mux(m_left < CHUNK, m_left, CHUNK)),
-        ]
+        row_in_chunk_next = Signal(range(CHUNK))
+        row_zero = Signal(init=1)               # row_in_chunk == 0
+        chunk_last = Signal(range(CHUNK))       # rows in this chunk − 1
 
         last_row = Signal()
         first_k_tile = Signal()
@@ -165,41 +179,60 @@ class WeightStationaryGemm(wiring.Component):
         last_n_tile = Signal()
         job_end = Signal()
         m.d.comb += [
-            last_row.eq(row_in_chunk == chunk_rows - 1),
+            last_row.eq(row_in_chunk == chunk_last),
             first_k_tile.eq(k_base == 0),
             last_k_tile.eq(k_base + R >= size_k),
-            last_chunk.eq(m_base + CHUNK >= size_m),
+            last_chunk.eq(m_left <= CHUNK),
             last_n_tile.eq(n_base + C >= size_n),
             job_end.eq(last_row & last_k_tile & last_chunk & last_n_tile),
         ]
 
+        open_ = Signal()
         wants_beat = Signal()
         needs_weights = Signal()
         beat = Signal()
         m.d.comb += [
             wants_beat.eq(step & busy),
-            needs_weights.eq((row_in_chunk == 0) & (weights_loaded != R)),
-            beat.eq(wants_beat & ~needs_weights & self.a.valid),
+            needs_weights.eq(row_zero & weights_short),
+            beat.eq(step & open_ & self.a.valid),
             self.a.ready.eq(beat),
-            tile_start.eq(beat & (row_in_chunk == 0)),
+            tile_start.eq(beat & row_zero),
+            busy_next.eq(busy),
+            row_in_chunk_next.eq(row_in_chunk),
+        ]
+        m.d.sync += [
+            busy.eq(busy_next),
+            row_in_chunk.eq(row_in_chunk_next),
+            row_zero.eq(row_in_chunk_next == 0),
+            open_.eq(busy_next & ~((row_in_chunk_next == 0) & (weights_loaded_next != R))),
         ]
         with m.If(beat):
             with m.If(~last_row):
-                m.d.sync += row_in_chunk.eq(row_in_chunk + 1)
+                m.d.comb += row_in_chunk_next.eq(row_in_chunk + 1)
             with m.Else():
-                m.d.sync += row_in_chunk.eq(0)
+                m.d.comb += row_in_chunk_next.eq(0)
                 with m.If(~last_k_tile):
                     m.d.sync += k_base.eq(k_base + R)
                 with m.Else():
                     m.d.sync += k_base.eq(0)
                     with m.If(~last_chunk):
-                        m.d.sync += m_base.eq(m_base + CHUNK)
+                        m.d.sync += [
+                            m_base.eq(m_base + CHUNK),
+                            m_left.eq(m_left - CHUNK),
+                            chunk_last.eq(Mux(m_left < 2 * CHUNK, m_left - (CHUNK + 1),
+                                              CHUNK - 1)),
+                        ]
                     with m.Else():
-                        m.d.sync += m_base.eq(0)
+                        m.d.sync += [
+                            m_base.eq(0),
+                            m_left.eq(size_m),
+                            chunk_last.eq(Mux(size_m < CHUNK, size_m - 1, CHUNK - 1)),
+                        ]
                         with m.If(~last_n_tile):
                             m.d.sync += n_base.eq(n_base + C)
                         with m.Else():
-                            m.d.sync += [n_base.eq(0), busy.eq(0)]
+                            m.d.sync += n_base.eq(0)
+                            m.d.comb += busy_next.eq(0)
 
         # A new job is taken when idle or in the step of the current job's final beat.
         desc_bad = Signal()
@@ -212,10 +245,13 @@ class WeightStationaryGemm(wiring.Component):
             with m.If(desc_bad):
                 m.d.sync += self.counters.desc_error.eq(1)
             with m.Else():
+                m.d.comb += busy_next.eq(1)
                 m.d.sync += [
-                    busy.eq(1),
                     size_m.eq(self.desc.payload.m), size_k.eq(self.desc.payload.k),
                     size_n.eq(self.desc.payload.n),
+                    m_left.eq(self.desc.payload.m),
+                    chunk_last.eq(Mux(self.desc.payload.m < CHUNK, self.desc.payload.m - 1,
+                                      CHUNK - 1)),
                 ]
 
         # --- Skewed injection: activation row i and weight column j are delayed by i + 1 and
@@ -251,7 +287,7 @@ class WeightStationaryGemm(wiring.Component):
                          across=("a_in", "a_out"), down=("w_in", "w_out"),
                          chain=("psum_in", "psum_out"))
 
-        # --- Deskew: column j waits C-1-j steps, so row m's sums arrive together, R+C+2
+        # --- Deskew: column j waits C-1-j steps, so row m's sums arrive together, R+C+3
         # steps after its beat entered. ---
         col_sums = []
         for j in range(C):
@@ -260,7 +296,7 @@ class WeightStationaryGemm(wiring.Component):
                               name=f"c_deskew_{j}")
             col_sums.append(head)
 
-        # Each beat's bookkeeping follows it in a delay line of the same R+C+2 steps.
+        # Each beat's bookkeeping follows it in a delay line of the same R+C+3 steps.
         tag_layout = data.StructLayout({
             "valid": 1, "slot": range(CHUNK), "first_k": 1, "last_k": 1,
             "row": DIM_BITS, "col": DIM_BITS, "last": 1,
@@ -275,7 +311,7 @@ class WeightStationaryGemm(wiring.Component):
             tags[0].col.eq(n_base),
             tags[0].last.eq(job_end),
         ]
-        for d in range(R + C + 2):
+        for d in range(R + C + 3):
             delayed = Signal(tag_layout, name=f"tag_{d + 1}")
             with m.If(step):
                 m.d.sync += delayed.eq(tags[-1])
