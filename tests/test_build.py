@@ -4,9 +4,11 @@ import json
 from pathlib import Path
 
 import pytest
+from amaranth import Elaboratable, Module, Signal
+from amaranth.lib import memory
 
 from gateware.registry import get_block
-from synth.boards import BOARDS, board_config, check_baud, get_board
+from synth.boards import BOARDS, board_config, build_board, check_baud, get_board
 from tensorgates.cli import main
 
 
@@ -59,9 +61,71 @@ def test_board_defaults_and_overrides():
         attention.demo)
 
 
+class _Memories(Elaboratable):
+    """A cheap stand-in top for the flow's own tests: ``count`` independent 256×16 memories
+    (one iCE40 block RAM each) between the UART pins, so the whole build takes seconds."""
+
+    def __init__(self, block: str, config, *, baud: int, count: int):
+        self._count = count
+
+    def elaborate(self, platform):
+        m = Module()
+        uart = platform.request("uart", 0)
+        shift, folded = Signal(16), Signal()
+        m.d.sync += shift.eq((shift << 1) | uart.rx.i)
+        outputs = []
+        for index in range(self._count):
+            mem = m.submodules[f"mem{index}"] = memory.Memory(shape=16, depth=256, init=[])
+            write, read = mem.write_port(), mem.read_port()
+            m.d.comb += [write.addr.eq(shift[:8] + index), write.data.eq(shift),
+                         write.en.eq(shift[15]), read.addr.eq(shift[8:])]
+            outputs.append(read.data.xor())
+        for bit in outputs:
+            folded = folded ^ bit
+        m.d.comb += uart.tx.o.eq(folded)
+        return m
+
+
+def _memories(count: int):
+    return lambda block, config, *, baud: _Memories(block, config, baud=baud, count=count)
+
+
+def test_flow_builds_a_bitstream_and_reports(tmp_path):
+    """The whole flow on a seconds-long design: a real UP5K image, utilization and timing."""
+    entry = get_block("nm_sparse_mac")
+    config = entry.config(entry.small)
+    lines = []
+    build = build_board(entry, config, get_board("icebreaker"), top_factory=_memories(4),
+                        out_root=Path("build/board-test/flow"), progress=lines.append)
+    assert build.passed, build
+    assert build.utilization["BRAM"] == {"used": 4, "available": 30}
+    assert build.fmax_mhz >= build.clock_mhz == 12.0
+    assert Path(build.bitstream).stat().st_size == 104090       # every UP5K image
+    assert [line.split(":")[0] for line in lines if not line.startswith("[build]   ")] == [
+        f"[build] elaborating {config.slug()} behind the UART bridge (115200 baud) for "
+        "icebreaker", "[build] synthesize", "[build] place and route", "[build] pack"]
+
+
+def test_flow_stops_on_overflow_naming_the_resource():
+    """40 block RAMs on a device with 30: the build stops at nextpnr's utilisation table, names
+    the resource with used/available and suggests the registry's UP5K point."""
+    entry = get_block("nm_sparse_mac")
+    build = build_board(entry, entry.config(), get_board("icebreaker"),
+                        top_factory=_memories(40), out_root=Path("build/board-test/overflow"),
+                        progress=lambda line: None)
+    assert not build.fits and build.bitstream is None
+    assert "ICESTORM_RAM: 40/30" in build.overflow
+    assert build.utilization["BRAM"] == {"used": 40, "available": 30}
+    assert build.suggestion["settings"] == entry.small
+    markdown = (Path(build.folder) / "report.md").read_text()
+    assert "DOES NOT FIT" in markdown and "ICESTORM_RAM: 40/30" in markdown
+
+
+@pytest.mark.full
 def test_design_too_big_names_the_resource(capsys):
-    """8×8 int8 needs 64 multipliers and ~14k logic cells against the UP5K's 8 and 5280: the
-    build stops as soon as nextpnr's utilisation table shows it, and says what fits instead."""
+    """8×8 int8 behind the bridge needs 64 multipliers and ~18k logic cells against the UP5K's
+    8 and 5280: the build stops as soon as nextpnr's utilisation table shows it, and says what
+    fits instead. Full tier: Yosys alone takes ~50 s of CPU on this design."""
     code = main(["build", "systolic_gemm", "--board", "icebreaker", "--set", "rows=8",
                  "--set", "cols=8"])
     captured = capsys.readouterr()
@@ -80,9 +144,10 @@ def test_design_too_big_names_the_resource(capsys):
     assert "place and route" in report["seconds"]
 
 
+@pytest.mark.full
 def test_smallest_block_bitstream_on_icebreaker(capsys):
     """nm_sparse_mac 2:4 (its `small`) behind the UART bridge: a real iCE40 bitstream that meets
-    the 12 MHz board clock."""
+    the 12 MHz board clock. Full tier: ~25 s of CPU (114 s wall on a loaded machine)."""
     assert main(["build", "nm_sparse_mac", "--board", "icebreaker"]) == 0
     out = capsys.readouterr().out
     folder = Path("build/board/icebreaker/nm_sparse_mac-default")
