@@ -464,6 +464,18 @@ def collect_builds(root: Path = BUILD_ROOT) -> list[dict]:
     return [json.loads(path.read_text()) for path in sorted(Path(root).glob("*/*/report.json"))]
 
 
+def _command(build: dict) -> str:
+    """The ``tensorgates build`` command line of a build: ``--set`` for the settings that
+    differ from the board's default point."""
+    from gateware.registry import get_block
+    entry, board = get_block(build["block"]), get_board(build["board"])
+    default = board_config(entry, board, {}).to_dict()
+    sets = "".join(f" --set {key}={value}" for key, value in build["config"].items()
+                   if default.get(key) != value)
+    baud = f" --baud {build['baud']}" if build["baud"] != 115200 else ""
+    return f"`tensorgates build {entry.name} --board {board.name}{sets}{baud}`"
+
+
 def builds_table(builds: list[dict]) -> list[dict]:
     """One row per board build: resources, Fmax against the board clock, time."""
     def used(build: dict, name: str) -> str | None:
@@ -473,6 +485,7 @@ def builds_table(builds: list[dict]) -> list[dict]:
     rows = []
     for build in builds:
         rows.append({"board": build["board"], "design": build["design"],
+                     "command": _command(build),
                      "result": "PASS" if build.get("passed") else
                      ("does not fit" if not build.get("fits") else "misses timing"),
                      "LUT": used(build, "LUT"), "FF": used(build, "FF"),

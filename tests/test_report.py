@@ -81,7 +81,8 @@ def test_area_section_tables_and_plots(in_tmp):
 
 def test_board_builds_section(in_tmp):
     report = {"board": "icebreaker", "device": "iCE40UP5K", "block": "nm_sparse_mac",
-              "design": "nm_sparse_mac-default", "config": {}, "baud": 115200,
+              "design": "nm_sparse_mac-default", "baud": 115200,
+              "config": get_block("nm_sparse_mac").config().to_dict(),
               "folder": "build/board/icebreaker/nm_sparse_mac-default", "multipliers": "DSP",
               "fits": True, "overflow": None,
               "utilization": {"LUT": {"used": 1234, "available": 5280},
@@ -93,8 +94,9 @@ def test_board_builds_section(in_tmp):
               "suggestion": None, "passed": True}
     _write(in_tmp / "board/icebreaker/nm_sparse_mac-default/report.json", report)
     text = write_report(in_tmp).read_text()
-    assert ("| icebreaker | nm_sparse_mac-default | PASS | 1234/5280 | 999/5280 | 2/8 | 4/30 | "
-            "31.5 | 12 | 12.2 |") in text
+    assert ("| icebreaker | nm_sparse_mac-default | `tensorgates build nm_sparse_mac --board "
+            "icebreaker` | PASS | "
+            "1234/5280 | 999/5280 | 2/8 | 4/30 | 31.5 | 12 | 12.2 |") in text
     assert "(../board/icebreaker/nm_sparse_mac-default/report.md)" in text
 
 
