@@ -163,6 +163,7 @@ def _plot_block_area(block: str, rows: list[dict], out: Path) -> str | None:
     if not rows:
         return None
     plt = _pyplot()
+    from matplotlib.ticker import FuncFormatter
     labels = [row["label"] for row in rows]
     x = list(range(len(rows)))
 
@@ -178,7 +179,11 @@ def _plot_block_area(block: str, rows: list[dict], out: Path) -> str | None:
         area.bar([i + (index - 1) * width for i in x], values(target, key), width, label=name,
                  color=f"C{index}")
     area.set_yscale("log")
-    area.set_ylabel("cells")
+    plain = FuncFormatter(lambda value, _: f"{value:,.0f}")
+    area.yaxis.set_major_formatter(plain)
+    area.yaxis.set_minor_formatter(plain)
+    area.tick_params(axis="y", which="minor", labelsize=7)
+    area.set_ylabel("cells (log scale)")
     area.set_title("FPGA area (after synthesis)")
     area.legend(fontsize=8)
     fmaxes = values("ecp5", "fmax_mhz")
@@ -193,7 +198,7 @@ def _plot_block_area(block: str, rows: list[dict], out: Path) -> str | None:
     transistors = [v / 1e3 for v in values("generic", "transistors")]
     gates.bar(x, transistors, 0.6, color="C4")
     gates.set_ylabel("thousand transistors")
-    gates.set_title("technology-neutral (Yosys CMOS estimate)")
+    gates.set_title("technology-neutral (CMOS estimate)")
     for axis in (area, fmax, gates):
         axis.set_xticks(x, labels, rotation=20, ha="right", fontsize=8)
         axis.set_xlabel(_AXIS_NAMES.get(block, "design point"))
