@@ -396,6 +396,7 @@ class HostBridgeTop(wiring.Component):
         beat_bytes = Signal(16)
         byte_in_beat = Signal(16)
         remaining = Signal(16)
+        reply_byte = Signal(8)
 
         m.d.sync += block_reset.eq(0)
         with m.If(sender.header.valid & sender.header.ready):
@@ -668,9 +669,12 @@ class HostBridgeTop(wiring.Component):
                         m.next = "SEND_ADDR"
             with m.State("SEND_ADDR"):
                 m.d.comb += [read.addr.eq(count), read.en.eq(1)]
+                m.next = "SEND_LATCH"
+            with m.State("SEND_LATCH"):   # a register after the BRAM: its clock-to-out is long
+                m.d.sync += reply_byte.eq(read.data)
                 m.next = "SEND_DATA"
             with m.State("SEND_DATA"):
-                m.d.comb += [sender.payload.valid.eq(1), sender.payload.payload.eq(read.data)]
+                m.d.comb += [sender.payload.valid.eq(1), sender.payload.payload.eq(reply_byte)]
                 with m.If(sender.payload.ready):
                     m.d.sync += count.eq(count + 1)
                     m.next = "SEND_ADDR"
