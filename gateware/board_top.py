@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from amaranth.build import ResourceError
 from amaranth.hdl import Elaboratable, Module
+from amaranth.lib import io
 
 from hdl.common.config import BlockConfig
 
@@ -49,11 +50,14 @@ class BoardTop(Elaboratable):
         m = Module()
         divisor = uart_divisor(platform.default_clk_frequency, self.baud)
         m.submodules.bridge = bridge = HostBridgeTop(self.block, self.config, divisor=divisor)
-        uart = platform.request("uart", 0)
-        m.d.comb += [bridge.rx.eq(uart.rx.i), uart.tx.o.eq(bridge.tx)]
+        uart = platform.request("uart", 0, dir="-")
+        m.submodules.uart_rx = rx = io.Buffer("i", uart.rx)
+        m.submodules.uart_tx = tx = io.Buffer("o", uart.tx)
+        m.d.comb += [bridge.rx.eq(rx.i), tx.o.eq(bridge.tx)]
         try:
-            led = platform.request("led", 0)
+            led = platform.request("led", 0, dir="-")
         except ResourceError:   # a board without LEDs still gets its bridge
             return m
-        m.d.comb += led.o.eq(bridge.error)
+        m.submodules.led = lit = io.Buffer("o", led)
+        m.d.comb += lit.o.eq(bridge.error)
         return m
