@@ -241,6 +241,8 @@ def _build_once(entry, config, board: Board, baud: int, top_factory: Callable, f
             args = _without_log(args)
             (folder / "top.report.json").unlink(missing_ok=True)
             give_up = _Heartbeat(progress, started)
+        elif phase == "synthesize":
+            give_up = _YosysHeartbeat(progress, started, folder / "top.rpt")
         code = _run(_tool_executable(tool), args, folder, log, give_up=give_up)
         seconds[phase] = seconds.get(phase, 0) + time.monotonic() - started
         if phase == "place and route":
@@ -302,6 +304,27 @@ class _Heartbeat:
             latest = lines[-1].removeprefix("Info:").strip() if lines else "starting"
             self._progress(f"[build]   nextpnr {now - self._started:.0f} s: {latest[:90]}")
         return _overflow_in_utilisation(text)
+
+
+_YOSYS_PASS = re.compile(r"^[\d.]+ Executing (.+?)\.?$", re.MULTILINE)
+
+
+class _YosysHeartbeat:
+    """``give_up`` callback of the Yosys run (never gives up): a progress line every
+    ``HEARTBEAT_S`` with the pass it is in, from its log (large designs take minutes)."""
+
+    def __init__(self, progress, started: float, log: Path):
+        self._progress, self._started, self._last, self._log = progress, started, started, log
+
+    def __call__(self, text: str) -> bool:
+        now = time.monotonic()
+        if now - self._last >= HEARTBEAT_S:
+            self._last = now
+            log = self._log.read_text(errors="replace") if self._log.exists() else ""
+            passes = _YOSYS_PASS.findall(log)
+            latest = passes[-1] if passes else "reading the design"
+            self._progress(f"[build]   yosys {now - self._started:.0f} s: {latest[:90]}")
+        return False
 
 
 _UTIL_LINE = re.compile(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)\s+\d+%", re.MULTILINE)
