@@ -48,16 +48,23 @@ def _when(path: Path) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.gmtime(path.stat().st_mtime))
 
 
-def _sim_rows(root: Path) -> list[dict]:
-    rows = []
+def _sim_rows(root: Path) -> tuple[list[dict], int]:
+    """The latest run of each design and simulator, and how many runs are left out because the
+    design's Verilog changed after them (``generate`` rewrites ``top.v`` only when it changes,
+    so a run older than the folder's ``top.v`` simulated an earlier design)."""
+    rows, older = [], 0
     for path, record in _current_records(root, "*/*/sim_*.json"):
+        verilog = path.parent / "top.v"
+        if verilog.exists() and path.stat().st_mtime < verilog.stat().st_mtime:
+            older += 1
+            continue
         rows.append({"design": path.parent.name.rsplit("-", 1)[0],
                      "simulator": record["simulator"],
                      "result": "PASS" if record["passed"] else "FAIL",
                      "tests": f"{record['tests'] - record['failures']}/{record['tests']}",
                      "seed": record["seed"], "run (UTC)": _when(path),
                      "log": os.path.relpath(record["log"])})
-    return rows
+    return rows, older
 
 
 # ---------------------------------------------------------------- the area report
@@ -475,9 +482,11 @@ def write_report(root: Path = Path("build")) -> Path:
     parts += _benchmark_section(root, out)
     parts += _area_section(root, out)
     parts += _board_section(root, out)
-    sims = _sim_rows(root)
+    sims, older = _sim_rows(root)
     parts += ["## Co-simulation against the golden models", "",
-              "The latest run of each design point and simulator.", "",
+              "The latest run of each design point and simulator"
+              + (f"; {older} runs made before their design's Verilog last changed are left out"
+                 " (rerun `tensorgates sim`)." if older else "."), "",
               results_table_markdown(sims) if sims else "No simulation results yet "
               "(`tensorgates sim BLOCK`).", ""]
     parts += _sweep_section(root, out)

@@ -42,7 +42,13 @@ def test_only_current_runs_are_listed(in_tmp):
     # give): stale, left out even though it is newer
     stale = folder.with_name(folder.name.rsplit("-", 1)[0] + "-00000000")
     _write(stale / "sim_verilator.json", _sim(config, "verilator", False, 13))
+    # a run older than the design's current Verilog simulated an earlier design: left out
+    other = get_block("systolic_gemm").config({"rows": "2", "cols": "7"})
+    _write(design_dir(other, in_tmp) / "sim_icarus.json", _sim(other, "icarus", False, 14),
+           age_s=60)
+    (design_dir(other, in_tmp) / "top.v").write_text("module top; endmodule\n")
     text = write_report(in_tmp).read_text()
+    assert "| 14 |" not in text and "1 runs made before their design's Verilog" in text
     rows = [line for line in text.splitlines() if line.startswith("| systolic_gemm-rows3")]
     assert len(rows) == 2
     assert "| verilator | PASS | 3/3 | 11 |" in rows[1] or "| verilator | PASS | 3/3 | 11 |" in \
