@@ -113,7 +113,7 @@ def _golden(block: str, config, inputs: dict[str, np.ndarray]) -> dict[str, np.n
         q, k, v = (torch.from_numpy(inputs[key]) for key in ("q", "k", "v"))
         return {"o": attention_exact(q, k, v, config=config,
                                      scale_fixed=scale_to_fixed(1 / math.sqrt(q.shape[2])),
-                                     causal=bool(inputs["causal"])).numpy()}
+                                     causal=bool(inputs.get("causal", False))).numpy()}
     if block == "pim":
         from golden.pim import gemv_exact
         y = gemv_exact(torch.from_numpy(inputs["w"]), torch.from_numpy(inputs["x"]), config)
@@ -137,19 +137,27 @@ def _same(a, b) -> bool:
     return bool(np.array_equal(a.astype(np.int64), b.astype(np.int64)))
 
 
-def _run(tmp_path, block: str, simulator: str) -> None:
+def _run(tmp_path, block: str, simulator: str, *, random_inputs: bool = False) -> None:
+    """``tensorgates run`` on the co-simulated board: this test's inputs with errors injected
+    between the driver's frames, or (``random_inputs``) the driver's own random inputs."""
     from sim.board_cosim import run_board_cosim
     require(simulator)
     entry = BLOCKS[block]
     config = entry.config(POINTS[block])
     seed = SEED + list(BLOCKS).index(block)
     print(f"seed {seed}; {config.slug()} on {simulator}")
-    inputs = _inputs(block, config, np.random.default_rng(seed))
+    if random_inputs:
+        # the driver's inputs: the adapter's random_inputs from --seed
+        inputs = ADAPTERS[block].random_inputs(config, np.random.default_rng(seed))
+        code, outputs, log = run_board_cosim(block, POINTS[block], None, simulator, seed=seed,
+                                             timeout=300.0)
+    else:
+        inputs = _inputs(block, config, np.random.default_rng(seed))
+        path = tmp_path / "in.npz"
+        np.savez(path, **inputs)
+        code, outputs, log = run_board_cosim(block, POINTS[block], path, simulator, seed=seed,
+                                             inject=True, timeout=300.0)
     load(entry.check_inputs)(config, inputs)
-    path = tmp_path / "in.npz"
-    np.savez(path, **inputs)
-    code, outputs, log = run_board_cosim(block, POINTS[block], path, simulator, seed=seed,
-                                         inject=True, timeout=300.0)
     print(log)
     assert code == 0, log
     golden = _golden(block, config, inputs)
@@ -178,3 +186,10 @@ def test_other_blocks_over_uart(tmp_path, block):
 @pytest.mark.parametrize("block", list(POINTS))
 def test_family_over_uart_icarus(tmp_path, block):
     _run(tmp_path, block, "icarus")
+
+
+@pytest.mark.full
+@pytest.mark.parametrize("block", list(POINTS))
+def test_random_inputs_over_uart(tmp_path, block):
+    """Without --inputs: the driver's random inputs (the adapter's, from --seed)."""
+    _run(tmp_path, block, "verilator", random_inputs=True)
