@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pytest
 from amaranth import Elaboratable, Module, Signal
-from amaranth.lib import memory
+from amaranth.lib import io, memory
 
 from gateware.registry import get_block
-from synth.boards import BOARDS, board_config, build_board, check_baud, get_board
+from synth.boards import _TOOLS, BOARDS, board_config, build_board, check_baud, get_board
 from tensorgates.cli import main
 
 
@@ -70,9 +70,11 @@ class _Memories(Elaboratable):
 
     def elaborate(self, platform):
         m = Module()
-        uart = platform.request("uart", 0)
+        uart = platform.request("uart", 0, dir={"rx": "-", "tx": "-"})
+        m.submodules.rx = rx = io.Buffer("i", uart.rx)
+        m.submodules.tx = tx = io.Buffer("o", uart.tx)
         shift, folded = Signal(16), Signal()
-        m.d.sync += shift.eq((shift << 1) | uart.rx.i)
+        m.d.sync += shift.eq((shift << 1) | rx.i)
         outputs = []
         for index in range(self._count):
             mem = m.submodules[f"mem{index}"] = memory.Memory(shape=16, depth=256, init=[])
@@ -82,7 +84,7 @@ class _Memories(Elaboratable):
             outputs.append(read.data.xor())
         for bit in outputs:
             folded = folded ^ bit
-        m.d.comb += uart.tx.o.eq(folded)
+        m.d.comb += tx.o.eq(folded)
         return m
 
 
@@ -163,3 +165,22 @@ def test_smallest_block_bitstream_on_icebreaker(capsys):
     assert f"Fmax {report['fmax_mhz']:.1f} MHz, board clock 12 MHz" in out
     markdown = (folder / "report.md").read_text()
     assert "PASS" in markdown and "| LUT |" in markdown
+
+
+def test_orangecrab_uart_on_the_feather_header():
+    """The OrangeCrab has no UART resource: ours sits on the Feather header's D0 (RX, ball N17)
+    and D1 (TX, ball M18). The platform's commands end with dfu-suffix, which the build skips
+    (not on PyPI; the build writes top.dfu itself)."""
+    board = get_board("orangecrab-25f")
+    platform = board.make_platform()
+    entry = get_block("nm_sparse_mac")
+    plan = platform.prepare(_Memories("nm_sparse_mac", entry.config(), baud=115200, count=1),
+                            name="top")
+    lpf = plan.files["top.lpf"]
+    assert 'LOCATE COMP "uart_0__rx__io" SITE "N17";' in lpf
+    assert 'LOCATE COMP "uart_0__tx__io" SITE "M18";' in lpf
+    assert 'FREQUENCY PORT "clk_0__io" 48000000.0 HZ;' in lpf
+    commands = json.loads(plan.files["build_top.json"])["commands"]
+    assert [command[0] for command in commands] == ["yosys", "nextpnr-ecp5", "ecppack",
+                                                    "dfu-suffix"]
+    assert "dfu-suffix" not in _TOOLS
