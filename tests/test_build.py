@@ -184,3 +184,31 @@ def test_orangecrab_uart_on_the_feather_header():
     assert [command[0] for command in commands] == ["yosys", "nextpnr-ecp5", "ecppack",
                                                     "dfu-suffix"]
     assert "dfu-suffix" not in _TOOLS
+
+
+def test_missed_timing_is_reported(tmp_path, monkeypatch, capsys):
+    """nextpnr's report with a clock below its constraint → timing_met False; the command then
+    says by how much and exits 1 (the report and bitstream are still written)."""
+    from synth import boards
+    board = get_board("ulx3s-85f")
+    report = {"utilization": {"TRELLIS_COMB": {"used": 900, "available": 83640},
+                              "TRELLIS_FF": {"used": 500, "available": 83640},
+                              "MULT18X18D": {"used": 2, "available": 156},
+                              "DP16KD": {"used": 1, "available": 208}},
+              "fmax": {"cd_sync.clk": {"achieved": 21.37, "constraint": 25.0}}}
+    outcome = boards._read_report(report, tmp_path, board)
+    assert outcome["timing_met"] is False and outcome["fmax_mhz"] == 21.37
+    assert outcome["utilization"]["DSP"] == {"used": 2, "available": 156}
+
+    entry = get_block("nm_sparse_mac")
+    config = entry.config()
+    missed = boards.BoardBuild(
+        board=board.name, device=board.device, block=entry.name, design=config.slug(),
+        config=config.to_dict(), baud=115200, folder=str(tmp_path), multipliers="DSP",
+        fits=True, overflow=None, utilization=outcome["utilization"], fmax_mhz=21.37,
+        clock_mhz=25.0, timing_met=False, bitstream=str(tmp_path / "top.bit"),
+        seconds={"synthesize": 1.0})
+    monkeypatch.setattr(boards, "build_board", lambda *args, **kwargs: missed)
+    assert main(["build", "nm_sparse_mac", "--board", "ulx3s-85f"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "misses timing on ulx3s-85f: Fmax 21.4 MHz is below the 25 MHz board clock" in err
