@@ -81,6 +81,24 @@ def test_ecp5_mac(designs, tmp_path):
     json.dumps(result.to_dict())
 
 
+def test_ecp5_clock_target_reaches_nextpnr(designs, tmp_path):
+    """``clock_mhz`` is nextpnr's target: the report's constraint shows it."""
+    result = synthesize(designs["mac"], "mac", "ecp5", tmp_path, clock_mhz=150)
+    report = json.loads((tmp_path / "mac.ecp5.report.json").read_text())
+    assert [clock["constraint"] for clock in report["fmax"].values()] == [150]
+    assert result.fmax_mhz > 0
+
+
+def test_block_clock_targets_and_cache_keys():
+    """Blocks pipelined for it ask nextpnr for 150 MHz, the others for the flow's 100; only a
+    non-default target enters the cache key, so the other blocks keep their records."""
+    from synth.run import DEFAULT_CLOCK_MHZ, clock_target_mhz, synth_key
+    assert clock_target_mhz("systolic_gemm") == clock_target_mhz("nm_sparse_gemm") == 150
+    assert clock_target_mhz("attention") == DEFAULT_CLOCK_MHZ == 100
+    assert synth_key("d", "ecp5") == synth_key("d", "ecp5", clock_mhz=DEFAULT_CLOCK_MHZ)
+    assert synth_key("d", "ecp5") != synth_key("d", "ecp5", clock_mhz=150)
+
+
 def test_ecp5_combinational_has_no_fmax(designs, tmp_path):
     result = synthesize(designs["adder"], "adder", "ecp5", tmp_path)
     assert result.fits is True and result.fmax_mhz is None and result.ffs == 0

@@ -114,6 +114,9 @@ class OutputStationaryArray(wiring.Component):
     enters the rows and columns. The dense GEMM and the N:M sparse GEMM are two such arrays.
     """
 
+    #: Enabled steps from a beat in a PE's ``a_in`` to its ``capture`` (``make_pe``'s PEs).
+    PE_CAPTURE = 3
+
     def __init__(self, *, rows: int, cols: int, acc_width: int, signature: dict):
         self._rows, self._cols, self._acc_width = rows, cols, acc_width
         super().__init__(signature)
@@ -164,8 +167,6 @@ class OutputStationaryArray(wiring.Component):
         depth = OUT_QUEUE_DEPTH
         m.submodules.out_queue = out_queue = fifo.SyncFIFOBuffered(width=out_layout.size,
                                                                    depth=depth)
-        # Jobs whose results are still draining, for the output side's own tile walk.
-        m.submodules.job_queue = job_queue = fifo.SyncFIFOBuffered(width=3 * DIM_BITS, depth=4)
         step = queue_room(m, out_queue.level, limit=depth - 4, name="step")
 
         # --- Input controller: walks the folds of the current job. ---
@@ -201,10 +202,7 @@ class OutputStationaryArray(wiring.Component):
         desc_bad = Signal()
         m.d.comb += [
             desc_bad.eq(self.descriptor_bad(self.desc.payload)),
-            self.desc.ready.eq(~busy & job_queue.w_rdy),
-            job_queue.w_data.eq(Cat(self.desc.payload.m, self.desc.payload.k,
-                                    self.desc.payload.n)),
-            job_queue.w_en.eq(self.desc.valid & self.desc.ready & ~desc_bad),
+            self.desc.ready.eq(~busy),
         ]
         with m.If(self.desc.valid & self.desc.ready):
             with m.If(desc_bad):
@@ -273,6 +271,28 @@ class OutputStationaryArray(wiring.Component):
                               name=f"b_skew_{j}")
             col_inputs.append(head)
 
+        # --- Tile tags: each fold's coordinates, valid rows and whether it ends its job
+        # travel beside the array, shifted on the same step, so the output side finds them
+        # in the very step the bottom-right PE captures that fold (its last beat reached
+        # PE(R−1, C−1) after R + C − 1 steps, and the PE captures ``PE_CAPTURE`` later). ---
+        tile_layout = data.StructLayout({"valid": 1, "row": DIM_BITS, "col": DIM_BITS,
+                                         "rows": range(R + 1), "final": 1})
+        rows_left = Signal(DIM_BITS + 1)
+        tile_tags = [Signal(tile_layout, name="tile_tag_0")]
+        m.d.comb += [
+            rows_left.eq(size_m - m_base),
+            tile_tags[0].valid.eq(beat & last_beat),
+            tile_tags[0].row.eq(m_base),
+            tile_tags[0].col.eq(n_base),
+            tile_tags[0].rows.eq(Mux(rows_left < R, rows_left, R)),
+            tile_tags[0].final.eq((n_base + C >= size_n) & (m_base + R >= size_m)),
+        ]
+        for index in range(R + C - 1 + self.PE_CAPTURE):
+            tag = Signal(tile_layout, name=f"tile_tag_{index + 1}")
+            with m.If(step):
+                m.d.sync += tag.eq(tile_tags[-1])
+            tile_tags.append(tag)
+
         # --- The PE grid. ---
         pes = build_grid(m, self.make_pe, rows=R, cols=C, enable=step, row_inputs=row_inputs,
                          col_inputs=col_inputs,
@@ -301,49 +321,34 @@ class OutputStationaryArray(wiring.Component):
             drain_phase.append(phase)
 
         # --- Output side: tags rows with their coordinates and drops padding rows. ---
+        tile = Signal(tile_layout)    # the tag of the tile the last column drains
+        with m.If(pes[R - 1][C - 1].capture):
+            m.d.sync += tile.eq(tile_tags[-1])
         last_phase = drain_phase[C - 1]
         row_in_tile = Signal(range(R))
-        m.d.comb += row_in_tile.eq(R - last_phase)
-        job = Signal(data.StructLayout({"m": DIM_BITS, "k": DIM_BITS, "n": DIM_BITS}))
-        out_m_base = Signal(DIM_BITS + 1)
-        out_n_base = Signal(DIM_BITS + 1)
-        m.d.comb += job.eq(job_queue.r_data)
-        row_out = Signal(DIM_BITS + 1)
-        m.d.comb += row_out.eq(out_m_base + row_in_tile)
         row_ready = Signal()
-        final_tile = Signal()
         m.d.comb += [
+            row_in_tile.eq(R - last_phase),
             row_ready.eq(step & (last_phase != 0)),
-            final_tile.eq((out_n_base + C >= job.n) & (out_m_base + R >= job.m)),
         ]
         out_row = Signal(out_layout)
         m.d.comb += [
-            out_row.row.eq(row_out),
-            out_row.col.eq(out_n_base),
-            out_row.last.eq(final_tile & (row_in_tile == 0)),
-            job_queue.r_en.eq(row_ready & final_tile & (row_in_tile == 0)),
+            out_row.row.eq(tile.row + row_in_tile),
+            out_row.col.eq(tile.col),
+            out_row.last.eq(tile.final & (row_in_tile == 0)),
         ]
         for j in range(C):
             m.d.comb += out_row.data[j].eq(col_outputs[j])
         # The output register: the queue's write port sees registers only (see step above).
         out_valid = Signal()
         out_data = Signal(out_layout)
-        m.d.sync += out_valid.eq(row_ready & (row_out < job.m))
+        m.d.sync += out_valid.eq(row_ready & (row_in_tile < tile.rows))
         with m.If(row_ready):
             m.d.sync += out_data.eq(out_row)
         m.d.comb += [
             out_queue.w_data.eq(out_data.as_value()),
             out_queue.w_en.eq(out_valid),
         ]
-        with m.If(row_ready & (row_in_tile == 0)):
-            with m.If(out_n_base + C < job.n):
-                m.d.sync += out_n_base.eq(out_n_base + C)
-            with m.Else():
-                m.d.sync += out_n_base.eq(0)
-                with m.If(final_tile):
-                    m.d.sync += out_m_base.eq(0)
-                with m.Else():
-                    m.d.sync += out_m_base.eq(out_m_base + R)
 
         m.d.comb += [
             self.c.payload.eq(out_queue.r_data),
@@ -353,7 +358,8 @@ class OutputStationaryArray(wiring.Component):
 
         # --- Performance counters. ---
         active = Signal()
-        m.d.comb += active.eq(busy | job_queue.r_rdy | out_valid | (out_queue.level != 0))
+        tiles_in_flight = Cat(tag.valid for tag in tile_tags[1:]).any() | (last_phase != 0)
+        m.d.comb += active.eq(busy | tiles_in_flight | out_valid | (out_queue.level != 0))
         stall_in = Signal()
         stall_out = Signal()
         m.d.comb += [
