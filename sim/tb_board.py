@@ -4,8 +4,9 @@ The driver (`python -m tensorgates.cli run BLOCK --port /dev/pts/N …`) runs as
 on one end of a pty; this testbench holds the other end and turns the driver's request frames
 into UART bits on ``rx`` (a byte at a time, random gaps between bytes) and the bits on ``tx``
 back into reply frames for the driver. With ``inject`` it slips error cases in between the
-driver's frames, checks each one's reply status and keeps those replies from the driver, whose
-run must still end equal to the golden model.
+driver's frames, checks each one's reply status and keeps those replies from the driver, and
+breaks one of the driver's own frames (a low stop bit) so that the driver sees FRAMING_ERROR
+and sends it again; the run must still end equal to the golden model.
 
 Parameters come from ``TG_BOARD`` (JSON, set by :func:`sim.board_cosim.run_board_cosim`).
 """
@@ -141,6 +142,9 @@ async def board_run(dut):
     slots: dict[int, list[str]] = {}
     for name in names:
         slots.setdefault(rng.randrange(2, 7), []).append(name)
+    # one of the driver's own frames gets a byte with a low stop bit: the bridge must drop it
+    # and answer FRAMING_ERROR, which reaches the driver, and the driver must send it again
+    broken_frame = rng.randrange(2, 7) if params["inject"] else None
     answered: dict[str, str] = {}
     before_frame: dict[str, int] = {}
     requests = FrameParser(REQUEST_SYNC)
@@ -174,6 +178,12 @@ async def board_run(dut):
             if waiting:
                 if uart.frames:
                     frame = uart.frames.popleft()
+                    if forwarded - 1 == broken_frame:
+                        answered["driver_frame_broken"] = Status(frame.code).name
+                        before_frame["driver_frame_broken"] = broken_frame
+                        dut._log.info("the driver's frame %d, broken: %s", broken_frame,
+                                      answered["driver_frame_broken"])
+                        assert frame.code == Status.FRAMING_ERROR, answered
                     os.write(master, pack_reply(frame.code, frame.payload)
                              if frame.crc_ok else b"\x5a\xff\x00\x00\x00")
                     waiting = False
@@ -183,9 +193,13 @@ async def board_run(dut):
                 for name in slots.pop(forwarded, []):
                     await inject(name)
                 frame = pending.popleft()
-                for byte in pack_request(frame.code, frame.payload):
-                    await uart.send(byte)
-                    if rng.random() < 0.2:   # a pause between bytes, well short of a stall
+                data = pack_request(frame.code, frame.payload)
+                broken = rng.randrange(1, len(data)) if forwarded == broken_frame else None
+                for index, byte in enumerate(data):
+                    await uart.send(byte, stop=0 if index == broken else 1)
+                    # a pause between bytes, well short of a stall (none in a broken frame:
+                    # the bridge answers after two quiet characters)
+                    if broken is None and rng.random() < 0.2:
                         await Timer(rng.randrange(1, 20) * uart.bit_ns, unit="ns")
                 forwarded += 1
                 waiting = True
@@ -209,4 +223,5 @@ async def board_run(dut):
                        "uart_framing_errors": uart.framing_errors})
     dut._log.info("driver exited %d after %d frames:\n%s", driver.returncode, forwarded, log)
     assert uart.framing_errors == 0, "the bridge sent a byte with a low stop bit"
-    assert set(answered) == set(cases), f"injected {answered}, planned {list(cases)}"
+    planned = set(cases) | ({"driver_frame_broken"} if params["inject"] else set())
+    assert set(answered) == planned, f"injected {answered}, planned {sorted(planned)}"
