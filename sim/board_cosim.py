@@ -37,10 +37,11 @@ def run_board_cosim(block: str, settings: dict[str, str] | None = None,
     equal the golden model's), the npz it wrote (``<key>``, ``<key>_golden``, counters;
     empty if it wrote none) and its console output. Without ``inputs_npz`` the driver makes
     random inputs from ``seed``. ``inject`` adds, between the driver's frames, a framing
-    error, an unknown command, an oversize frame, a bad CRC and an incomplete frame; the
-    testbench checks each reply's status and hides it from the driver, whose run must still
-    pass. Raises ``AssertionError`` when the testbench fails (a wrong status, a hang past
-    ``timeout`` wall seconds). The UART runs at ``COSIM_DIVISOR`` clocks a bit.
+    error, an unknown command, an oversize frame, a bad CRC and an incomplete frame (the
+    testbench checks each reply's status and hides it from the driver), and breaks one of the
+    driver's own frames with a low stop bit (the driver gets FRAMING_ERROR and resends); the
+    run must still pass. Raises ``AssertionError`` when the testbench fails (a wrong status,
+    a hang past ``timeout`` wall seconds). The UART runs at ``COSIM_DIVISOR`` clocks a bit.
     """
     entry = get_block(block)
     settings = dict(settings or {})
