@@ -85,6 +85,9 @@ class BridgeScript:
         async def host(ctx):
             await ctx.tick().repeat(5)
             for step in self.steps:
+                if callable(step):   # a probe of the design between requests
+                    step(ctx)
+                    continue
                 for byte, stop in step:
                     await send(ctx, byte, stop)
                 for _ in range(4000):
@@ -167,7 +170,15 @@ def test_bridge_commands_and_error_replies():
         "read_c": request(Command.READ, struct.pack("<BH", 0, 1)),
         "counters": request(Command.COUNTERS),
     }
-    replies = dict(zip(steps, BridgeScript(top, list(steps.values())).run(), strict=True))
+    probed = {}
+    block = top.block
+
+    def probe(ctx):   # the block's own counters once the job is done
+        probed.update({name: ctx.get(getattr(block.counters, name))
+                       for name in info.counters + info.flags})
+
+    replies = dict(zip(steps, BridgeScript(top, [*steps.values(), probe]).run(),
+                       strict=True))
     status = {name: Status(frame.code) for name, frame in replies.items()}
     assert all(frame.crc_ok for frame in replies.values())
     assert replies["info"].payload == info.info_payload()
@@ -195,14 +206,17 @@ def test_bridge_commands_and_error_replies():
     from amaranth.lib import stream
 
     from sim.payload import unpack
-    block = top.block
     layout = block.signature.members["c"].signature.members["payload"].shape
     assert isinstance(block.signature.members["c"].signature, stream.Signature)
     beat = unpack(layout, int.from_bytes(replies["read_c"].payload, "little"))
     assert beat == {"data": [-15], "row": 0, "col": 0, "last": 1}
     counters = replies["counters"].payload
     assert len(counters) == 6 * 5 + 1
-    assert counters[-1] == 0   # desc_error
+    values = [int.from_bytes(counters[6 * i:6 * i + 6], "little") for i in range(5)]
+    assert dict(zip(info.counters, values, strict=True)) == \
+        {name: probed[name] for name in info.counters}
+    assert values[1] > 0   # busy_cycles: the job ran
+    assert counters[-1] == probed["desc_error"] == 0
 
 
 @pytest.mark.parametrize("kwargs, name", [
