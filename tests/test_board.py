@@ -162,6 +162,9 @@ def test_bridge_commands_and_error_replies():
         "incomplete": [(REQUEST_SYNC, 1), (Command.READ, 1), (0x03, 1), (0x00, 1)],
         "settings_none": request(Command.SETTINGS),
         "settings_bad": request(Command.SETTINGS, b"\x01"),
+        # nothing takes `a` before a descriptor: 5 slots left, the sixth beat times out
+        "write_full": request(Command.WRITE, bytes([1]) + bytes([9]) * (6 * a_bytes)),
+        "status_full": request(Command.STATUS),
         "reset": request(Command.RESET),
         "status_reset": request(Command.STATUS),
         "desc": request(Command.WRITE, bytes([0]) + desc),
@@ -199,7 +202,10 @@ def test_bridge_commands_and_error_replies():
                       "read_bad_index": Status.BAD_ARGUMENT, "read_short": Status.BAD_ARGUMENT,
                       "unknown": Status.UNKNOWN_COMMAND, "info_payload": Status.BAD_ARGUMENT,
                       "oversize": Status.OVERSIZE, "framing": Status.FRAMING_ERROR,
-                      "incomplete": Status.INCOMPLETE, "settings_bad": Status.BAD_ARGUMENT}
+                      "incomplete": Status.INCOMPLETE, "settings_bad": Status.BAD_ARGUMENT,
+                      "write_full": Status.TIMEOUT}
+    assert replies["write_full"].payload == struct.pack("<H", 5)
+    assert levels("status_full") == [8, 0, 8, 0]
     assert replies["read_nothing"].payload == b""
     assert levels("status_reset") == [8, 8, 8, 0]
     # c = 5 · (−3) = −15 in the result beat's data field, with row 0, col 0 and last set
