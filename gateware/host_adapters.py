@@ -85,6 +85,7 @@ def _layouts(name: str, config: BlockConfig) -> dict[str, Any]:
 
     from gateware.registry import BLOCKS
     component = BLOCKS[name].build(config)
+    component._MustUse__silence = True   # built for its signature only, never elaborated
     return {member: m.signature.members["payload"].shape
             for member, m in component.signature.members.items()
             if m.is_signature and isinstance(m.signature, stream.Signature)}

@@ -45,6 +45,7 @@ def _id(point) -> str:
 def _counter_names(name: str, config) -> list[str]:
     """The counters and one-bit outputs the bridge reads (every port but the streams)."""
     component = BLOCKS[name].build(config)
+    component._MustUse__silence = True   # built for its signature only
     names = []
     for member_name, member in component.signature.members.items():
         if member_name in payload_layouts(name, config):
