@@ -30,6 +30,10 @@ class NMSparsePE(wiring.Component):
     moves to ``result``; ``shift`` loads ``result`` from ``chain_in`` to drain the column.
     """
 
+    #: Enabled steps from a beat in ``a_in`` to its ``capture`` (the array's tile tags wait
+    #: this long).
+    CAPTURE = 3
+
     def __init__(self, config, *, acc_width: int):
         self._config = config
         self._acc_width = acc_width

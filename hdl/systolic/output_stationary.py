@@ -36,12 +36,16 @@ def beat_layout(operand) -> data.StructLayout:
 
 
 class OutputStationaryPE(wiring.Component):
-    """One PE: ``acc += a·b`` (operands and product registered first, the product twice);
-    on ``last`` the finished sum moves to ``result``.
+    """One PE: ``acc += a·b`` (operands and product each registered twice first); on
+    ``last`` the finished sum moves to ``result``.
 
     ``shift`` loads ``result`` from ``chain_in`` (the PE above) to drain the column; a capture
     in the same step takes priority (the controller guarantees the shifted value is stale).
     """
+
+    #: Enabled steps from a beat in ``a_in`` to its ``capture`` (the array's tile tags wait
+    #: this long).
+    CAPTURE = 4
 
     def __init__(self, *, width: int, acc_width: int):
         self._acc_width = acc_width
@@ -59,17 +63,19 @@ class OutputStationaryPE(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        # Four stages: operands, product, product again, accumulator. The multiplier (an ECP5
-        # DSP, which the flow leaves unregistered) gets registers that feed only it and that
-        # only it feeds, so the placer can put them right beside it. A bubble multiplies zero:
-        # that also keeps the operand registers apart from ``a_out``/``b_out``, which Yosys
-        # would otherwise merge with them.
-        mul_a = Signal(signed(len(self.b_in)), name="mul_a")
-        mul_b = Signal(signed(len(self.b_in)), name="mul_b")
-        product = Signal(signed(2 * len(self.b_in)), name="product")
-        addend = Signal(signed(2 * len(self.b_in)), name="addend")
+        # Five stages: operands, operands again, product, product again, accumulator. The
+        # multiplier (an ECP5 DSP, which the flow leaves unregistered, in a row of its own)
+        # gets two registers on each side that only pass values along, so the placer can
+        # bridge the way to the DSP row with them. A bubble multiplies zero: that also keeps
+        # the first operand registers apart from ``a_out``/``b_out``, which Yosys would
+        # otherwise merge with them.
+        W = len(self.b_in)
+        mul_a = [Signal(signed(W), name=f"mul_a_{stage}") for stage in range(2)]
+        mul_b = [Signal(signed(W), name=f"mul_b_{stage}") for stage in range(2)]
+        product = Signal(signed(2 * W), name="product")
+        addend = Signal(signed(2 * W), name="addend")
         frame_layout = data.StructLayout({"valid": 1, "first": 1, "last": 1})
-        frames = [Signal(frame_layout, name=f"frame_{stage}") for stage in range(3)]
+        frames = [Signal(frame_layout, name=f"frame_{stage}") for stage in range(self.CAPTURE)]
         framing = frames[-1]
         acc = Signal(signed(self._acc_width))
         total = Signal(signed(self._acc_width))
@@ -80,16 +86,17 @@ class OutputStationaryPE(wiring.Component):
         with m.If(self.en):
             m.d.sync += [
                 self.a_out.eq(self.a_in), self.b_out.eq(self.b_in),
-                mul_a.eq(Mux(self.a_in.valid, self.a_in.value, 0)),
-                mul_b.eq(Mux(self.a_in.valid, self.b_in, 0)),
-                product.eq(mul_a * mul_b),
+                mul_a[0].eq(Mux(self.a_in.valid, self.a_in.value, 0)),
+                mul_b[0].eq(Mux(self.a_in.valid, self.b_in, 0)),
+                mul_a[1].eq(mul_a[0]), mul_b[1].eq(mul_b[0]),
+                product.eq(mul_a[1] * mul_b[1]),
                 addend.eq(product),
                 frames[0].valid.eq(self.a_in.valid),
                 frames[0].first.eq(self.a_in.first),
                 frames[0].last.eq(self.a_in.last),
-                frames[1].eq(frames[0]),
-                frames[2].eq(frames[1]),
             ]
+            for stage in range(1, self.CAPTURE):
+                m.d.sync += frames[stage].eq(frames[stage - 1])
             with m.If(framing.valid):
                 m.d.sync += acc.eq(total)
             with m.If(self.capture):
@@ -113,9 +120,6 @@ class OutputStationaryArray(wiring.Component):
     :class:`OutputStationaryPE`), how many beats a fold takes, the descriptor check, and what
     enters the rows and columns. The dense GEMM and the N:M sparse GEMM are two such arrays.
     """
-
-    #: Enabled steps from a beat in a PE's ``a_in`` to its ``capture`` (``make_pe``'s PEs).
-    PE_CAPTURE = 3
 
     def __init__(self, *, rows: int, cols: int, acc_width: int, signature: dict):
         self._rows, self._cols, self._acc_width = rows, cols, acc_width
@@ -271,10 +275,16 @@ class OutputStationaryArray(wiring.Component):
                               name=f"b_skew_{j}")
             col_inputs.append(head)
 
+        # --- The PE grid. ---
+        pes = build_grid(m, self.make_pe, rows=R, cols=C, enable=step, row_inputs=row_inputs,
+                         col_inputs=col_inputs,
+                         across=("a_in", "a_out"), down=("b_in", "b_out"),
+                         chain=("chain_in", "result"))
+
         # --- Tile tags: each fold's coordinates, valid rows and whether it ends its job
         # travel beside the array, shifted on the same step, so the output side finds them
         # in the very step the bottom-right PE captures that fold (its last beat reached
-        # PE(R−1, C−1) after R + C − 1 steps, and the PE captures ``PE_CAPTURE`` later). ---
+        # PE(R−1, C−1) after R + C − 1 steps, and the PE captures ``CAPTURE`` later). ---
         tile_layout = data.StructLayout({"valid": 1, "row": DIM_BITS, "col": DIM_BITS,
                                          "rows": range(R + 1), "final": 1})
         rows_left = Signal(DIM_BITS + 1)
@@ -287,17 +297,12 @@ class OutputStationaryArray(wiring.Component):
             tile_tags[0].rows.eq(Mux(rows_left < R, rows_left, R)),
             tile_tags[0].final.eq((n_base + C >= size_n) & (m_base + R >= size_m)),
         ]
-        for index in range(R + C - 1 + self.PE_CAPTURE):
+        capture_latency = pes[R - 1][C - 1].CAPTURE
+        for index in range(R + C - 1 + capture_latency):
             tag = Signal(tile_layout, name=f"tile_tag_{index + 1}")
             with m.If(step):
                 m.d.sync += tag.eq(tile_tags[-1])
             tile_tags.append(tag)
-
-        # --- The PE grid. ---
-        pes = build_grid(m, self.make_pe, rows=R, cols=C, enable=step, row_inputs=row_inputs,
-                         col_inputs=col_inputs,
-                         across=("a_in", "a_out"), down=("b_in", "b_out"),
-                         chain=("chain_in", "result"))
 
         # --- Column drain: after the bottom PE captures, R shift steps move the tile out
         # bottom-first. Shift k only writes rows i >= k, so rows that already captured the

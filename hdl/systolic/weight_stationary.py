@@ -54,8 +54,8 @@ def _psum_width(width: int, rows: int) -> int:
 
 
 class WeightStationaryPE(wiring.Component):
-    """One PE: ``psum_out = psum_in + a·w`` (operands and product registered first, the
-    product twice), with a shadow weight swapped in on ``first``.
+    """One PE: ``psum_out = psum_in + a·w`` (operands and product each registered twice
+    first), with a shadow weight swapped in on ``first``.
 
     A weight beat tagged with this PE's ``row`` loads the shadow register; an activation
     flagged ``first`` copies the shadow into the weight and already multiplies by it.
@@ -79,23 +79,24 @@ class WeightStationaryPE(wiring.Component):
         shadow = Signal.like(self.w_in.value, name="shadow")
         swap = Signal()
         m.d.comb += swap.eq(self.a_in.valid & self.a_in.first)
-        # Operands, product and product again take a step each: the multiplier (an ECP5 DSP,
-        # which the flow leaves unregistered) gets registers that feed only it and that only
-        # it feeds, so the placer can put them beside it. ``mul_a`` zeroes a bubble, which
-        # also keeps it apart from ``a_out`` (Yosys merges identical registers). The psum
-        # from the PE above, one step behind the activation there, meets this PE's product
-        # of the same row exactly.
-        mul_a = Signal.like(self.w_in.value, name="mul_a")
-        mul_w = Signal.like(self.w_in.value, name="mul_w")
+        # Operands (twice), product and product again take a step each: the multiplier (an
+        # ECP5 DSP, which the flow leaves unregistered, in a row of its own) gets two
+        # registers on each side that only pass values along, so the placer can bridge the
+        # way to the DSP row with them. ``mul_a`` zeroes a bubble, which also keeps it apart
+        # from ``a_out`` (Yosys merges identical registers). The psum from the PE above, one
+        # step behind the activation there, meets this PE's product of the same row exactly.
+        mul_a = [Signal.like(self.w_in.value, name=f"mul_a_{stage}") for stage in range(2)]
+        mul_w = [Signal.like(self.w_in.value, name=f"mul_w_{stage}") for stage in range(2)]
         product = Signal(signed(2 * len(self.w_in.value)))
         addend = Signal(signed(2 * len(self.w_in.value)))
         with m.If(self.en):
             m.d.sync += [
                 self.a_out.eq(self.a_in),
                 self.w_out.eq(self.w_in),
-                mul_a.eq(Mux(self.a_in.valid, self.a_in.value, 0)),
-                mul_w.eq(Mux(swap, shadow, weight)),
-                product.eq(mul_a * mul_w),
+                mul_a[0].eq(Mux(self.a_in.valid, self.a_in.value, 0)),
+                mul_w[0].eq(Mux(swap, shadow, weight)),
+                mul_a[1].eq(mul_a[0]), mul_w[1].eq(mul_w[0]),
+                product.eq(mul_a[1] * mul_w[1]),
                 addend.eq(product),
                 self.psum_out.eq(self.psum_in + addend),
             ]
@@ -287,7 +288,7 @@ class WeightStationaryGemm(wiring.Component):
                          across=("a_in", "a_out"), down=("w_in", "w_out"),
                          chain=("psum_in", "psum_out"))
 
-        # --- Deskew: column j waits C-1-j steps, so row m's sums arrive together, R+C+3
+        # --- Deskew: column j waits C-1-j steps, so row m's sums arrive together, R+C+4
         # steps after its beat entered. ---
         col_sums = []
         for j in range(C):
@@ -296,7 +297,7 @@ class WeightStationaryGemm(wiring.Component):
                               name=f"c_deskew_{j}")
             col_sums.append(head)
 
-        # Each beat's bookkeeping follows it in a delay line of the same R+C+3 steps.
+        # Each beat's bookkeeping follows it in a delay line of the same R+C+4 steps.
         tag_layout = data.StructLayout({
             "valid": 1, "slot": range(CHUNK), "first_k": 1, "last_k": 1,
             "row": DIM_BITS, "col": DIM_BITS, "last": 1,
@@ -311,7 +312,7 @@ class WeightStationaryGemm(wiring.Component):
             tags[0].col.eq(n_base),
             tags[0].last.eq(job_end),
         ]
-        for d in range(R + C + 3):
+        for d in range(R + C + 4):
             delayed = Signal(tag_layout, name=f"tag_{d + 1}")
             with m.If(step):
                 m.d.sync += delayed.eq(tags[-1])
