@@ -342,8 +342,9 @@ def test_client_error_replies_and_resends():
     """An error reply raises BridgeError naming the status; line-noise errors are resent; a
     stray byte before a request is dropped; silence times out."""
     from tensorgates.host import BridgeClient, BridgeError
-    info = HostBridgeTop("systolic_gemm", BLOCKS["systolic_gemm"].config(GEMM_1X1),
-                         divisor=8).info
+    top = HostBridgeTop("systolic_gemm", BLOCKS["systolic_gemm"].config(GEMM_1X1), divisor=8)
+    top._MustUse__silence = True   # its INFO layout only
+    info = top.info
     info_reply = pack_reply(Status.OK, info.info_payload())
     port = ScriptedPort([info_reply, pack_reply(Status.BAD_ARGUMENT)])
     client = BridgeClient(port, timeout=0.2)
