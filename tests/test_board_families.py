@@ -193,3 +193,37 @@ def test_family_over_uart_icarus(tmp_path, block):
 def test_random_inputs_over_uart(tmp_path, block):
     """Without --inputs: the driver's random inputs (the adapter's, from --seed)."""
     _run(tmp_path, block, "verilator", random_inputs=True)
+
+
+@pytest.mark.full
+def test_pim_raw_trace_over_uart(tmp_path):
+    """pim's other input form: a raw command trace (legal and illegal commands, unsorted), its
+    per-command decisions and read data equal to golden run_trace's, errors injected."""
+    import random
+
+    from golden.pim import commands_to_table, run_trace
+    from sim.board_cosim import run_board_cosim
+    from sim.pim_traces import illegal_streams, quiet_cycles, shifted
+    require("verilator")
+    config = BLOCKS["pim"].config(POINTS["pim"])
+    # streams of commands each rejected by one rule (and offered again once legal), one after
+    # the other
+    streams = illegal_streams(config, random.Random(SEED))
+    commands = []
+    for rule in ("port", "code", "row_conflict", "tRCD"):
+        origin = max(c.cycle for c in commands) + 1 + quiet_cycles(config) if commands else 0
+        commands += shifted(streams[rule], origin)
+    table = commands_to_table(commands, config)
+    table = table[np.random.default_rng(SEED).permutation(len(table))]
+    np.savez(tmp_path / "in.npz", commands=table)
+    code, outputs, log = run_board_cosim("pim", POINTS["pim"], tmp_path / "in.npz", "verilator",
+                                         seed=SEED, inject=True, timeout=300.0)
+    print(log)
+    assert code == 0, log
+    golden = run_trace(table, config)
+    for key in ("accepted", "rule", "has_read", "read_data", "rejected_by_rule"):
+        assert _same(outputs[key], golden[key]), key
+    for key in ("accepted_count", "rejected_count", "triggers", "refreshes",
+                "illegal_instructions"):
+        assert int(outputs[key]) == int(golden[key]), (key, outputs[key], golden[key])
+    assert int(golden["rejected_count"]) > 0 and int(golden["accepted_count"]) > 0
