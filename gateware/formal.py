@@ -23,7 +23,7 @@ from amaranth.lib import wiring
 from hdl.common.config import BlockConfig
 from hdl.common.counters import COUNTER_BITS, CountersSignature
 
-__all__ = ["COVER_SUFFIX", "Checks", "Harness", "Ledger", "Property", "PropertySet",
+__all__ = ["COVER_SUFFIX", "Checks", "Harness", "Ledger", "Property", "PropertySet", "Scenario",
            "block_harness", "counter_rules", "reset_rules", "stream_rules", "streams_of"]
 
 COVER_SUFFIX = "__cover"
@@ -42,12 +42,26 @@ class Property:
 PropertySet = Callable[["Checks"], None]
 
 
+@dataclass(frozen=True)
+class Scenario:
+    """A directed cover run: ``steer`` adds assumptions (a script the environment follows),
+    and the covers of ``targets`` are searched under them to ``depth``. A trace that keeps the
+    extra assumptions keeps the harness's own, so a cover it reaches is reachable in the
+    proof's environment; a fixed script spares the solver the search over every input, so
+    covers deep behind a slow pipeline or several command slots are found in seconds."""
+    name: str
+    depth: int
+    steer: PropertySet
+    targets: tuple[str, ...]
+
+
 class Checks:
     """The harness's property builder: named asserts with covers, assumptions, past values."""
 
     def __init__(self, m: Module, dut: wiring.Component, config: BlockConfig,
-                 only: frozenset[str] | None):
+                 only: frozenset[str] | None, covers: frozenset[str] | None = None):
         self.m, self.dut, self.config, self._only = m, dut, config, only
+        self._covers = covers
         self.properties: list[Property] = []
         self.assumptions: list[str] = []
         # Reset by the block's reset like everything else: low in the cycle after a reset.
@@ -70,7 +84,8 @@ class Checks:
         self.properties.append(Property(name, group, text, local))
         if self._only is None or name in self._only:
             self.m.d.comb += Assert(holds, name)
-        self.m.d.comb += Cover(cover, name + COVER_SUFFIX)
+        if self._covers is None or name in self._covers:
+            self.m.d.comb += Cover(cover, name + COVER_SUFFIX)
 
     def assume(self, name: str, condition, text: str) -> None:
         """Restrict the environment (the block's inputs), documented as ``text``."""
@@ -193,25 +208,34 @@ def reset_rules(checks: Checks) -> None:
 
 class Harness(wiring.Component):
     """The block (built by ``make_dut``) with its ports forwarded and the property sets
-    applied; ``only`` limits the asserts to those names (covers and assumptions all kept)."""
+    applied; ``only`` limits the asserts to those names, ``covers`` the covers (assumptions
+    all kept). ``scenarios`` are the directed cover runs of the proof (:class:`Scenario`)."""
 
     def __init__(self, make_dut: Callable[[], wiring.Component], config: BlockConfig | None,
-                 property_sets: Iterable[PropertySet], *, only: frozenset[str] | None = None):
+                 property_sets: Iterable[PropertySet], *, only: frozenset[str] | None = None,
+                 covers: frozenset[str] | None = None, scenarios: Iterable[Scenario] = ()):
         self._make_dut, self._config, self._sets = make_dut, config, tuple(property_sets)
-        self._only = only
+        self._only, self._covers = only, covers
+        self.scenarios = tuple(scenarios)
         self._dut = make_dut()
         self.properties: list[Property] = []
         self.assumptions: list[str] = []
         super().__init__(self._dut.signature)
 
     def with_only(self, names: Iterable[str]) -> Harness:
-        return Harness(self._make_dut, self._config, self._sets, only=frozenset(names))
+        return Harness(self._make_dut, self._config, self._sets, only=frozenset(names),
+                       scenarios=self.scenarios)
+
+    def steered(self, scenario: Scenario) -> Harness:
+        """The harness under ``scenario``'s script: its target covers, no asserts."""
+        return Harness(self._make_dut, self._config, (*self._sets, scenario.steer),
+                       only=frozenset(), covers=frozenset(scenario.targets))
 
     def elaborate(self, platform):
         m = Module()
         m.submodules.dut = self._dut
         wiring.connect(m, wiring.flipped(self), self._dut)
-        checks = Checks(m, self._dut, self._config, self._only)
+        checks = Checks(m, self._dut, self._config, self._only, self._covers)
         for property_set in self._sets:
             property_set(checks)
         self.properties, self.assumptions = checks.properties, checks.assumptions
@@ -219,7 +243,8 @@ class Harness(wiring.Component):
 
 
 def block_harness(config: BlockConfig, *sets: PropertySet,
-                  constant_counters: tuple[str, ...] = ()) -> Harness:
+                  constant_counters: tuple[str, ...] = (),
+                  scenarios: Iterable[Scenario] = ()) -> Harness:
     """The registry block of ``config`` with the generic properties (stream rules, counters,
     reset) and the block's own ``sets``."""
     from .registry import get_block
@@ -228,4 +253,4 @@ def block_harness(config: BlockConfig, *sets: PropertySet,
     def counters(checks: Checks) -> None:
         counter_rules(checks, constant_counters)
     return Harness(lambda: entry.build(config), config,
-                   (stream_rules, counters, reset_rules, *sets))
+                   (stream_rules, counters, reset_rules, *sets), scenarios=scenarios)

