@@ -173,6 +173,9 @@ def _run(tmp_path, block: str, simulator: str, *, random_inputs: bool = False) -
 
 @pytest.mark.parametrize("block", DEFAULT)
 def test_family_over_uart(tmp_path, block):
+    """One block per family on Verilator. ``inject``: sim.tb_board slips a framing error, an
+    unknown command, an oversize frame, a bad CRC and an incomplete frame between the driver's
+    frames, checks each reply's status and fails the run otherwise; the run must still pass."""
     _run(tmp_path, block, "verilator")
 
 
