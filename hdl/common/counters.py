@@ -1,7 +1,7 @@
 """Performance counters: every block exposes them as output ports; benchmarks read them."""
 from __future__ import annotations
 
-from amaranth.hdl import Module, Value
+from amaranth.hdl import Module, Signal, Value
 from amaranth.lib import wiring
 from amaranth.lib.wiring import Out
 
@@ -26,9 +26,18 @@ class CountersSignature(wiring.Signature):
                          | {"desc_error": Out(1)})
 
 
-def count_cycles(m: Module, ports, events: dict[str, Value]) -> None:
-    """Add one to the counter port ``ports.<name>`` in every cycle its event is high."""
+def count_cycles(m: Module, ports, events: dict[str, Value], *,
+                 registered: bool = False) -> None:
+    """Add one to the counter port ``ports.<name>`` in every cycle its event is high.
+
+    ``registered`` counts each event a cycle later, through a register: the event's logic
+    then ends at that register instead of also driving the counter's enable and adder (the
+    counts still end equal, one cycle after the last event)."""
     for name, event in events.items():
         counter = getattr(ports, name)
+        if registered:
+            delayed = Signal(name=f"{name}_event")
+            m.d.sync += delayed.eq(event)
+            event = delayed
         with m.If(event):
             m.d.sync += counter.eq(counter + 1)
