@@ -9,6 +9,7 @@ report points that have no record yet (:func:`synthesize_points`; cached, so rer
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -103,12 +104,18 @@ def _label(block: str, config: dict) -> str:
     return ", ".join(f"{k}={v}" for k, v in c.items() if k != "block")
 
 
-def _area_rows(root: Path) -> tuple[dict[str, list[dict]], int]:
-    """Per block, one row per report point with its records per target; and how many other
-    current synthesis records (sweeps, benchmarks) exist."""
+def _area_rows(root: Path) -> tuple[dict[str, list[dict]], int, int]:
+    """Per block, one row per report point with its records per target; how many other
+    current synthesis records (sweeps, benchmarks) exist; and how many records are of an
+    earlier Verilog than the folder's ``top.v`` (left out)."""
     from gateware.registry import BLOCKS
     records: dict[tuple[str, str], dict[str, dict]] = {}
+    older = 0
     for path, record in _current_records(root, "*/*/synth_*.json"):
+        verilog = path.parent / "top.v"
+        if verilog.exists() and record.get("verilog") != _digest(verilog):
+            older += 1
+            continue
         records.setdefault((record["block"], path.parent.name), {})[record["target"]] = record
     from sim.runner import design_dir
     blocks: dict[str, list[dict]] = {}
@@ -121,7 +128,12 @@ def _area_rows(root: Path) -> tuple[dict[str, list[dict]], int]:
             blocks.setdefault(entry.name, []).append(
                 {"label": _label(entry.name, config.to_dict()), "config": config.to_dict(),
                  "small": settings == entry.small, "targets": records.get(key, {})})
-    return blocks, len(set(records) - shown)
+    return blocks, len(set(records) - shown), older
+
+
+def _digest(verilog: Path) -> str:
+    """``gateware.generate``'s digest of a Verilog file (what synthesis records carry)."""
+    return hashlib.sha256(verilog.read_text().encode()).hexdigest()[:16]
 
 
 def _area_table(rows: list[dict]) -> list[dict]:
@@ -520,7 +532,7 @@ def _demote(markdown: str) -> str:
 
 
 def _area_section(root: Path, out: Path) -> list[str]:
-    blocks, others = _area_rows(root)
+    blocks, others, older = _area_rows(root)
     parts = ["## Area and Fmax", "",
              "The registry's `synthesis` points of every block, plus its `small` point (the one "
              "that fits an iCE40 UP5K). ECP5: `synth_ecp5` and nextpnr on the LFE5U-85F out of "
@@ -543,6 +555,9 @@ def _area_section(root: Path, out: Path) -> list[str]:
     if others:
         parts += [f"{others} more synthesized design points (sweeps, benchmarks) are under "
                   "`build/`; the sweeps' pages below tabulate theirs.", ""]
+    if older:
+        parts += [f"{older} synthesis records of an earlier Verilog of these designs are left "
+                  "out (`tensorgates report --synth` redoes them).", ""]
     return parts
 
 

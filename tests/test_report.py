@@ -1,6 +1,7 @@
 """``tensorgates report``: latest runs only, the area section, board builds, every benchmark's
 headline plot (drawn from records shaped like the benchmarks' own)."""
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -61,19 +62,28 @@ def test_area_section_tables_and_plots(in_tmp):
     entry = get_block("nm_sparse_mac")
     base = {"block": "nm_sparse_mac", "tools": {}, "verilog": "0", "log_dir": "x",
             "memory_bits": 0}
+    text = "module top; endmodule\n"
+    digest = hashlib.sha256(text.encode()).hexdigest()[:16]
     for settings, targets in report_points(entry):
         config = entry.config(settings)
         folder = design_dir(config, in_tmp)
+        folder.mkdir(parents=True)
+        (folder / "top.v").write_text(text)
         n = config.n * config.m
         for target, place in targets:
             record = {**base, "config": config.to_dict(), "design": config.slug(),
+                      "verilog": digest,
                       "target": target, "luts": 100 * n, "ffs": 90 * n, "dsps": config.n,
                       "brams": 0, "cells": 1000 * n, "transistors": 9000 * n,
                       "fmax_mhz": 150.0 - n if place else None, "device": target,
                       "fits": True if place else None, "overflow": None,
                       "multipliers": "DSP"}
             _write(folder / f"synth_{target}.json", record)
+    # a record of an earlier Verilog of the 2:8 point: left out, counted
+    stale = design_dir(entry.config({"n": "2", "m": "8"}), in_tmp) / "synth_generic.json"
+    stale.write_text(stale.read_text().replace(digest, "0123456789abcdef"))
     text = write_report(in_tmp).read_text()
+    assert "1 synthesis records of an earlier Verilog" in text
     section = text[text.index("### nm_sparse_mac\n"):]
     section = section[:section.index("\n### ", 5)]
     # 2:4 is both a synthesis point and the small one: listed once, as the iCE40 point
