@@ -278,8 +278,10 @@ def synthesize_points(blocks: Iterable[str] | None = None, targets: Iterable[str
             if target in targets]
     # Smallest designs (by Verilog size) first, so an interrupted run has covered the most
     # points; the large ECP5 runs take minutes each.
+    configs = list(dict.fromkeys(config for _entry, config, _target, _place in jobs))
+    progress(f"  generating {len(configs)} designs' Verilog ({len(jobs)} synthesis runs) ...")
     sizes = {config: generate(config, design_dir(config)).verilog.stat().st_size
-             for _entry, config, _target, _place in jobs}
+             for config in configs}
     jobs.sort(key=lambda job: sizes[job[1]])
     records = []
     for index, (_entry, config, target, place) in enumerate(jobs, 1):
