@@ -87,10 +87,17 @@ def _gemm_descriptor(checks: Checks) -> Value:
     return _descriptor_rules(checks, (desc.m == 0) | (desc.k == 0) | (desc.n == 0))
 
 
+def _gemm_scenarios() -> tuple[Scenario, ...]:
+    """A 1×1×1 job, for the cover that needs its result to wait on ``c`` (the pipelined
+    array's first result leaves after the point's depth)."""
+    return (Scenario("one_job", 30, _jobs({"m": 1, "k": 1, "n": 1}),
+                     ("stall_out_cycles_counts_up",)),)
+
+
 def systolic_gemm(config: SystolicGemmConfig) -> Harness:
     def jobs(checks: Checks) -> None:
         _job_rules(checks, _gemm_descriptor(checks), "c")
-    return block_harness(config, jobs)
+    return block_harness(config, jobs, scenarios=_gemm_scenarios())
 
 
 def nm_sparse_gemm(config: NMSparseGemmConfig) -> Harness:
@@ -109,7 +116,7 @@ def nm_sparse_gemm(config: NMSparseGemmConfig) -> Harness:
                      group="errors", cover=checks.stepped & counted,
                      text="`operand_errors` adds one exactly for each `b` beat of a sparse job "
                           "with a group whose indices are not strictly increasing (N:M broken)")
-    return block_harness(config, jobs)
+    return block_harness(config, jobs, scenarios=_gemm_scenarios())
 
 
 def nm_sparse_mac(config: NMSparseMacConfig) -> Harness:
@@ -241,7 +248,8 @@ def attention(config: AttentionConfig) -> Harness:
     # come from that job's run.
     smallest = {"nq": 1, "nkv": 1, "head_dim": 1, "heads": 1, "kv_heads": 1, "scale": 1}
     return block_harness(config, jobs, scenarios=(
-        Scenario("one_job", 52, _jobs(smallest), ("o_stream_hold", "o_needs_job")),))
+        Scenario("one_job", 52, _jobs(smallest), ("o_stream_hold", "o_needs_job",
+                                                  "softmax_busy_cycles_counts_up")),))
 
 
 def pim(config: PimConfig) -> Harness:

