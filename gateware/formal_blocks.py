@@ -88,9 +88,9 @@ def _gemm_descriptor(checks: Checks) -> Value:
 
 
 def _gemm_scenarios() -> tuple[Scenario, ...]:
-    """A 1×1×1 job, for the cover that needs its result to wait on ``c`` (the pipelined
-    array's first result leaves after the point's depth)."""
-    return (Scenario("one_job", 30, _jobs({"m": 1, "k": 1, "n": 1}),
+    """2×1×2 jobs against a `c` that is never ready, for the cover that needs the array to
+    wait for room in its output queue (more than five results queued)."""
+    return (Scenario("full_queue", 40, _jobs({"m": 2, "k": 1, "n": 2}, held="c"),
                      ("stall_out_cycles_counts_up",)),)
 
 
@@ -216,18 +216,24 @@ def kivi_quant(config: KiviQuantConfig) -> Harness:
     return block_harness(config, jobs)
 
 
-def _jobs(fields: dict):
+def _jobs(fields: dict, *, held: str | None = None):
     """A steering property set: the descriptor ``fields`` (the rest zero) offered from the
-    first clock until taken, then no other; no reset; operands and ``o.ready`` free."""
+    first clock; no reset; operands free. Taken once, then no other, with the outputs free;
+    or, with ``held`` (an output stream), offered again and again while ``held`` is never
+    ready (its queue fills)."""
     def steer(checks: Checks) -> None:
         desc = checks.dut.desc
-        taken = Signal(name="script_desc_taken")
-        with checks.m.If(transfer(desc)):
-            checks.m.d.sync += taken.eq(1)
         offered = desc.valid & (desc.payload.as_value()
                                 == desc.payload.shape().const(fields).as_value())
-        checks.assume("script", ~ResetSignal() & Mux(taken, ~desc.valid, offered),
-                      f"one descriptor {fields}, then none")
+        if held is None:
+            taken = Signal(name="script_desc_taken")
+            with checks.m.If(transfer(desc)):
+                checks.m.d.sync += taken.eq(1)
+            steered, text = Mux(taken, ~desc.valid, offered), "then none"
+        else:
+            steered = offered & ~getattr(checks.dut, held).ready
+            text = f"again and again, `{held}` never ready"
+        checks.assume("script", ~ResetSignal() & steered, f"descriptor {fields}, {text}")
     return steer
 
 
