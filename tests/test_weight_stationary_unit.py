@@ -250,9 +250,9 @@ def test_always_ready_throughput():
     assert counters["stall_in_cycles"] == 0
     assert counters["stall_out_cycles"] == 0
     assert counters["stall_cycles"] == rows - 1          # the first tile's weights
-    # Injection, two operand and two product registers, array, deskew, output register,
+    # Injection, the PEs' adder tree (3 levels at width 8), array, deskew, output register,
     # queue.
-    drain = rows + cols + 7
+    drain = rows + cols + 6
     assert counters["cycles"] == beats + rows - 1 + drain
 
 

@@ -1,9 +1,10 @@
 """Small datapath helpers shared by the arrays."""
 from __future__ import annotations
 
-from amaranth.hdl import Module, Signal, Value, signed, unsigned
+from amaranth.hdl import Module, Mux, Signal, Value, signed, unsigned
 
-__all__ = ["delay_line", "pipelined_product", "pipelined_tree", "queue_room", "stage"]
+__all__ = ["delay_line", "pipelined_product", "pipelined_tree", "queue_room", "shift_add_product",
+           "stage"]
 
 
 def stage(m: Module, value, *, enable: Value, name: str) -> Signal:
@@ -93,3 +94,30 @@ def pipelined_product(m: Module, a, b, *, name: str, piece_bits: int = 17
     result = Signal(signed(width) if signed_result else unsigned(width), name=f"{name}_product")
     m.d.comb += result.eq(total)
     return result, 1 + depth
+
+
+def shift_add_product(m: Module, a: Value, b: Value, *, enable: Value, name: str
+                      ) -> tuple[Signal, int]:
+    """Signed ``a·b`` built from shifted partial products (no multiplier cell, so it maps to
+    LUTs and carry chains next to the logic that uses it), one register per level of the
+    adder tree, every register enabled by ``enable``. Returns the product and its latency in
+    enabled steps. Bit ``i`` of ``b`` adds ``a << i``; the sign bit of a signed ``b``
+    subtracts it (two's complement)."""
+    a, b = Value.cast(a), Value.cast(b)
+    width = len(a) + len(b)
+    terms = []
+    for i in range(len(b)):
+        term = Mux(b[i], a.as_signed() << i, 0)
+        terms.append(-term if (i == len(b) - 1 and b.shape().signed) else term)
+    depth = 0
+    while len(terms) > 1:
+        reduced = []
+        for index in range(0, len(terms), 2):
+            expr = terms[index] + terms[index + 1] if index + 1 < len(terms) else terms[index]
+            register = Signal(signed(width), name=f"{name}_{depth}_{index // 2}")
+            with m.If(enable):
+                m.d.sync += register.eq(expr)
+            reduced.append(register)
+        terms = reduced
+        depth += 1
+    return terms[0], depth

@@ -18,7 +18,7 @@ from amaranth.lib import data, fifo, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..common.counters import count_cycles
-from ..common.pipeline import delay_line, queue_room
+from ..common.pipeline import delay_line, queue_room, shift_add_product
 from .config import DIM_BITS, SystolicGemmConfig
 from .grid import build_grid
 from .interface import gemm_signature
@@ -36,19 +36,18 @@ def beat_layout(operand) -> data.StructLayout:
 
 
 class OutputStationaryPE(wiring.Component):
-    """One PE: ``acc += a·b`` (operands and product each registered twice first); on
-    ``last`` the finished sum moves to ``result``.
+    """One PE: ``acc += a·b`` (the product from a registered shift-add tree); on ``last``
+    the finished sum moves to ``result``.
 
     ``shift`` loads ``result`` from ``chain_in`` (the PE above) to drain the column; a capture
     in the same step takes priority (the controller guarantees the shifted value is stale).
     """
 
-    #: Enabled steps from a beat in ``a_in`` to its ``capture`` (the array's tile tags wait
-    #: this long).
-    CAPTURE = 4
-
     def __init__(self, *, width: int, acc_width: int):
         self._acc_width = acc_width
+        #: Enabled steps from a beat in ``a_in`` to its ``capture`` (the array's tile tags
+        #: wait this long): the adder tree's levels over ``width`` partial products.
+        self.CAPTURE = (width - 1).bit_length()
         super().__init__({
             "en": In(1),
             "a_in": In(beat_layout(signed(width))),
@@ -63,39 +62,29 @@ class OutputStationaryPE(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        # Five stages: operands, operands again, product, product again, accumulator. The
-        # multiplier (an ECP5 DSP, which the flow leaves unregistered, in a row of its own)
-        # gets two registers on each side that only pass values along, so the placer can
-        # bridge the way to the DSP row with them. A bubble multiplies zero: that also keeps
-        # the first operand registers apart from ``a_out``/``b_out``, which Yosys would
-        # otherwise merge with them.
-        W = len(self.b_in)
-        mul_a = [Signal(signed(W), name=f"mul_a_{stage}") for stage in range(2)]
-        mul_b = [Signal(signed(W), name=f"mul_b_{stage}") for stage in range(2)]
-        product = Signal(signed(2 * W), name="product")
-        addend = Signal(signed(2 * W), name="addend")
+        # The product comes from shifted partial products summed by a registered adder tree
+        # (``shift_add_product``), all in LUTs beside the accumulator: an ECP5 DSP sits in a
+        # row of its own, and the placer left the wires to it (2.5-3.5 ns each way) on the
+        # critical path whatever registers surrounded it.
+        product, latency = shift_add_product(m, self.b_in, self.a_in.value, enable=self.en,
+                                             name="product")
         frame_layout = data.StructLayout({"valid": 1, "first": 1, "last": 1})
-        frames = [Signal(frame_layout, name=f"frame_{stage}") for stage in range(self.CAPTURE)]
+        frames = [Signal(frame_layout, name=f"frame_{stage}") for stage in range(latency)]
         framing = frames[-1]
         acc = Signal(signed(self._acc_width))
         total = Signal(signed(self._acc_width))
         m.d.comb += [
-            total.eq(Mux(framing.first, 0, acc) + addend),
+            total.eq(Mux(framing.first, 0, acc) + product),
             self.capture.eq(self.en & framing.valid & framing.last),
         ]
         with m.If(self.en):
             m.d.sync += [
                 self.a_out.eq(self.a_in), self.b_out.eq(self.b_in),
-                mul_a[0].eq(Mux(self.a_in.valid, self.a_in.value, 0)),
-                mul_b[0].eq(Mux(self.a_in.valid, self.b_in, 0)),
-                mul_a[1].eq(mul_a[0]), mul_b[1].eq(mul_b[0]),
-                product.eq(mul_a[1] * mul_b[1]),
-                addend.eq(product),
                 frames[0].valid.eq(self.a_in.valid),
                 frames[0].first.eq(self.a_in.first),
                 frames[0].last.eq(self.a_in.last),
             ]
-            for stage in range(1, self.CAPTURE):
+            for stage in range(1, latency):
                 m.d.sync += frames[stage].eq(frames[stage - 1])
             with m.If(framing.valid):
                 m.d.sync += acc.eq(total)

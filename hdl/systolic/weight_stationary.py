@@ -25,7 +25,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..common.counters import count_cycles
-from ..common.pipeline import delay_line, queue_room
+from ..common.pipeline import delay_line, queue_room, shift_add_product
 from .config import DIM_BITS, SystolicGemmConfig
 from .grid import build_grid
 from .interface import gemm_signature, result_layout
@@ -54,8 +54,8 @@ def _psum_width(width: int, rows: int) -> int:
 
 
 class WeightStationaryPE(wiring.Component):
-    """One PE: ``psum_out = psum_in + a·w`` (operands and product each registered twice
-    first), with a shadow weight swapped in on ``first``.
+    """One PE: ``psum_out = psum_in + a·w`` (the product from a registered shift-add tree of
+    ``(width − 1).bit_length()`` levels), with a shadow weight swapped in on ``first``.
 
     A weight beat tagged with this PE's ``row`` loads the shadow register; an activation
     flagged ``first`` copies the shadow into the weight and already multiplies by it.
@@ -79,26 +79,18 @@ class WeightStationaryPE(wiring.Component):
         shadow = Signal.like(self.w_in.value, name="shadow")
         swap = Signal()
         m.d.comb += swap.eq(self.a_in.valid & self.a_in.first)
-        # Operands (twice), product and product again take a step each: the multiplier (an
-        # ECP5 DSP, which the flow leaves unregistered, in a row of its own) gets two
-        # registers on each side that only pass values along, so the placer can bridge the
-        # way to the DSP row with them. ``mul_a`` zeroes a bubble, which also keeps it apart
-        # from ``a_out`` (Yosys merges identical registers). The psum from the PE above, one
-        # step behind the activation there, meets this PE's product of the same row exactly.
-        mul_a = [Signal.like(self.w_in.value, name=f"mul_a_{stage}") for stage in range(2)]
-        mul_w = [Signal.like(self.w_in.value, name=f"mul_w_{stage}") for stage in range(2)]
-        product = Signal(signed(2 * len(self.w_in.value)))
-        addend = Signal(signed(2 * len(self.w_in.value)))
+        # The product comes from shifted partial products summed by a registered adder tree
+        # (``shift_add_product``, in LUTs: an ECP5 DSP sits in a row of its own, and the
+        # wires to it stayed on the critical path). A bubble's activation is zero, so its
+        # product adds nothing. The psum from the PE above, one step behind the activation
+        # there, meets this PE's product of the same row exactly.
+        product, _ = shift_add_product(m, Mux(swap, shadow, weight), self.a_in.value,
+                                       enable=self.en, name="product")
         with m.If(self.en):
             m.d.sync += [
                 self.a_out.eq(self.a_in),
                 self.w_out.eq(self.w_in),
-                mul_a[0].eq(Mux(self.a_in.valid, self.a_in.value, 0)),
-                mul_w[0].eq(Mux(swap, shadow, weight)),
-                mul_a[1].eq(mul_a[0]), mul_w[1].eq(mul_w[0]),
-                product.eq(mul_a[1] * mul_w[1]),
-                addend.eq(product),
-                self.psum_out.eq(self.psum_in + addend),
+                self.psum_out.eq(self.psum_in + product),
             ]
             with m.If(swap):
                 m.d.sync += weight.eq(shadow)
@@ -288,7 +280,7 @@ class WeightStationaryGemm(wiring.Component):
                          across=("a_in", "a_out"), down=("w_in", "w_out"),
                          chain=("psum_in", "psum_out"))
 
-        # --- Deskew: column j waits C-1-j steps, so row m's sums arrive together, R+C+4
+        # --- Deskew: column j waits C-1-j steps, so row m's sums arrive together, R+C+L
         # steps after its beat entered. ---
         col_sums = []
         for j in range(C):
@@ -297,7 +289,8 @@ class WeightStationaryGemm(wiring.Component):
                               name=f"c_deskew_{j}")
             col_sums.append(head)
 
-        # Each beat's bookkeeping follows it in a delay line of the same R+C+4 steps.
+        # Each beat's bookkeeping follows it in a delay line of the same R+C+L steps (L: the
+        # levels of the PEs' adder tree).
         tag_layout = data.StructLayout({
             "valid": 1, "slot": range(CHUNK), "first_k": 1, "last_k": 1,
             "row": DIM_BITS, "col": DIM_BITS, "last": 1,
@@ -312,7 +305,7 @@ class WeightStationaryGemm(wiring.Component):
             tags[0].col.eq(n_base),
             tags[0].last.eq(job_end),
         ]
-        for d in range(R + C + 4):
+        for d in range(R + C + (W - 1).bit_length()):
             delayed = Signal(tag_layout, name=f"tag_{d + 1}")
             with m.If(step):
                 m.d.sync += delayed.eq(tags[-1])
