@@ -107,9 +107,15 @@ UNREACHABLE_COVERS = {
 }
 
 
-@pytest.mark.full
+#: Block proofs quick enough for `make test` (about 10 s each on the 2-core machine); the
+#: others run in the full tier.
+QUICK_PROOFS = {"nm_sparse_mac", "mx_dequant"}
+
+
 @needs_tools
-@pytest.mark.parametrize("block", sorted(set(BLOCKS) - {"pim"}))    # pim: see below
+@pytest.mark.parametrize("block", [
+    block if block in QUICK_PROOFS else pytest.param(block, marks=pytest.mark.full)
+    for block in sorted(set(BLOCKS) - {"pim"})])    # pim: see below
 def test_block_proof(block, tmp_path):
     """The block's formal point at its quick depth: no property fails or times out, every
     cover is reached (directed runs included) but the known unreachable ones."""
