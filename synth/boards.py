@@ -462,7 +462,10 @@ def report_markdown(build: BoardBuild) -> str:
     verdict = ("PASS" if build.passed else
                "DOES NOT FIT" if not build.fits else "MISSES TIMING")
     lines = [f"# {build.design} on {build.board} ({build.device}): {verdict}", "",
-             f"- UART host bridge at {build.baud} baud; multipliers in {build.multipliers}",
+             f"- UART host bridge at {build.baud} baud; " + (
+                 "multipliers: DSP blocks allowed (Yosys infers them where it can)"
+                 if build.multipliers == "DSP" else
+                 "multipliers in LUTs (rebuilt with `-nodsp` after the DSP blocks ran out)"),
              f"- bitstream: `{build.bitstream}`" if build.bitstream else "- no bitstream",
              ]
     if build.fmax_mhz is not None:
