@@ -213,10 +213,13 @@ class Harness(wiring.Component):
 
     def __init__(self, make_dut: Callable[[], wiring.Component], config: BlockConfig | None,
                  property_sets: Iterable[PropertySet], *, only: frozenset[str] | None = None,
-                 covers: frozenset[str] | None = None, scenarios: Iterable[Scenario] = ()):
+                 covers: frozenset[str] | None = None, scenarios: Iterable[Scenario] = (),
+                 unreachable: dict[str, str] | None = None):
         self._make_dut, self._config, self._sets = make_dut, config, tuple(property_sets)
         self._only, self._covers = only, covers
         self.scenarios = tuple(scenarios)
+        #: covers no trace of this point reaches within a depth a solver gets to: name → why
+        self.unreachable = dict(unreachable or {})
         self._dut = make_dut()
         self.properties: list[Property] = []
         self.assumptions: list[str] = []
@@ -224,7 +227,7 @@ class Harness(wiring.Component):
 
     def with_only(self, names: Iterable[str]) -> Harness:
         return Harness(self._make_dut, self._config, self._sets, only=frozenset(names),
-                       scenarios=self.scenarios)
+                       scenarios=self.scenarios, unreachable=self.unreachable)
 
     def steered(self, scenario: Scenario) -> Harness:
         """The harness under ``scenario``'s script: its target covers, no asserts."""
@@ -244,7 +247,8 @@ class Harness(wiring.Component):
 
 def block_harness(config: BlockConfig, *sets: PropertySet,
                   constant_counters: tuple[str, ...] = (),
-                  scenarios: Iterable[Scenario] = ()) -> Harness:
+                  scenarios: Iterable[Scenario] = (),
+                  unreachable: dict[str, str] | None = None) -> Harness:
     """The registry block of ``config`` with the generic properties (stream rules, counters,
     reset) and the block's own ``sets``."""
     from .registry import get_block
@@ -253,4 +257,5 @@ def block_harness(config: BlockConfig, *sets: PropertySet,
     def counters(checks: Checks) -> None:
         counter_rules(checks, constant_counters)
     return Harness(lambda: entry.build(config), config,
-                   (stream_rules, counters, reset_rules, *sets), scenarios=scenarios)
+                   (stream_rules, counters, reset_rules, *sets), scenarios=scenarios,
+                   unreachable=unreachable)

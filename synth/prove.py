@@ -302,6 +302,8 @@ def prove_harness(harness: Harness, depth: int, folder: Path,
     for name, entry in results.items():
         row = covers.get(name + COVER_SUFFIX, {"status": "UNKNOWN"})
         entry["cover"] = "reached" if row["status"] == "PASS" else "unreached"
+        if name in harness.unreachable:
+            entry["unreachable"] = harness.unreachable[name]
         entry["cover_step"] = row.get("depth") if row["status"] == "PASS" else None
         failed = covers.get(name, {})
         if failed.get("status") == "FAIL":      # an assert failed on the way to a cover
@@ -326,7 +328,9 @@ def prove_harness(harness: Harness, depth: int, folder: Path,
             "seconds": round(time.monotonic() - start, 1),
             "assumptions": harness.assumptions, "properties": rows,
             "scenarios": {s.name: s.depth for s in harness.scenarios},
-            "passed": all(r["verdict"] != "fail" and r["cover"] == "reached" for r in rows)}
+            "passed": all(r["verdict"] not in ("fail", "timeout")
+                          and (r["cover"] == "reached" or r["name"] in harness.unreachable)
+                          for r in rows)}
 
 
 def harness_of(entry: BlockEntry, config: BlockConfig) -> Harness:
@@ -374,6 +378,8 @@ def property_line(row: dict) -> str:
              else "cover NOT reached")
     if row.get("cover_scenario"):
         cover += f" ({row['cover_scenario']})"
+    elif row["cover"] != "reached" and row.get("unreachable"):
+        cover += " (known unreachable)"
     seconds = row.get("seconds")
     return (f"{row['name']:<28} {verdict:<38} {cover:<26} "
             f"{seconds if seconds is not None else '-':>6} s")
@@ -406,6 +412,8 @@ def _markdown(records: list[dict], command: str) -> str:
                      else "**not reached**")
             if row.get("cover_scenario"):
                 cover += f" (scenario `{row['cover_scenario']}`)"
+            elif row["cover"] != "reached" and row.get("unreachable"):
+                cover = f"not reached: {row['unreachable']}"
             out.append(f"| `{row['name']}` | {row['text']} | {verdict} | {cover} | "
                        f"{row.get('seconds') or '-'} |")
         if record.get("assumptions"):

@@ -98,15 +98,6 @@ def test_quick_block_proof(tmp_path):
     assert {r["verdict"] for r in record["properties"]} == {"proved", "bmc"}
 
 
-#: Covers no trace of the formal point reaches within any depth a solver gets to, with the
-#: reason (docs/formal.md lists them): the property is still proved or checked.
-UNREACHABLE_COVERS = {
-    # `stall_out_cycles` counts only when the output queue's credits are spent: 32 beats
-    # (the queue's least depth) waiting on `o`, 32 tiles of work, over 200 clocks.
-    "attention": {"stall_out_cycles_counts_up"},
-}
-
-
 #: Block proofs quick enough for `make test` (about 10 s each on the 2-core machine); the
 #: others run in the full tier.
 QUICK_PROOFS = {"nm_sparse_mac", "mx_dequant"}
@@ -118,15 +109,17 @@ QUICK_PROOFS = {"nm_sparse_mac", "mx_dequant"}
     for block in sorted(set(BLOCKS) - {"pim"})])    # pim: see below
 def test_block_proof(block, tmp_path):
     """The block's formal point at its quick depth: no property fails or times out, every
-    cover is reached (directed runs included) but the known unreachable ones."""
+    cover is reached (directed runs included) but those the harness declares unreachable,
+    with the reason (docs/formal.md)."""
     entry, point = BLOCKS[block], prove.POINTS[block]
-    record = prove.prove_harness(prove.harness_of(entry, entry.config(point.settings)),
-                                 point.depth, tmp_path)
+    harness = prove.harness_of(entry, entry.config(point.settings))
+    record = prove.prove_harness(harness, point.depth, tmp_path)
     failing = [prove.property_line(r) for r in record["properties"]
                if r["verdict"] in ("fail", "timeout")]
     assert not failing, failing
     unreached = {r["name"] for r in record["properties"] if r["cover"] != "reached"}
-    assert unreached == UNREACHABLE_COVERS.get(block, set()), unreached
+    assert unreached == set(harness.unreachable), unreached
+    assert record["passed"]
 
 
 # ---------------------------------------------------------------------------- PIM timing safety
