@@ -189,6 +189,7 @@ class OutputStationaryArray(wiring.Component):
             busy.eq(busy_next),
             last_beat.eq(last_beat_next),
             since_fold_end.eq(since_fold_end_next),
+            open_.eq(busy_next & ~(last_beat_next & (since_fold_end_next < R - 1))),
         ]
 
         desc_bad = Signal()
@@ -220,19 +221,6 @@ class OutputStationaryArray(wiring.Component):
             self.a.ready.eq(beat),
             self.b.ready.eq(beat),
         ]
-        # ``open_`` for both outcomes of this step's handshake, from registers and the
-        # descriptor only; ``beat`` then just picks one (it arrives late: ``step`` drives it).
-        def opens(busy_, last_, since_):
-            return busy_ & ~(last_ & (since_ < R - 1))
-        accept = self.desc.valid & self.desc.ready & ~desc_bad
-        counted = Mux(since_fold_end != R, since_fold_end + 1, since_fold_end)
-        fold_last = self.fold_last_beat(self.desc.payload)
-        open_idle = opens(busy | accept, Mux(accept, fold_last == 0, last_beat),
-                          Mux(step, counted, since_fold_end))
-        open_beat = opens(~(last_beat & (n_base + C >= size_n) & (m_base + R >= size_m)),
-                          Mux(last_beat, last_k == 0, beat_index + 1 == last_k),
-                          Mux(last_beat, 0, counted))
-        m.d.sync += open_.eq(Mux(beat, open_beat, open_idle))
         with m.If(step):
             with m.If(beat & last_beat):
                 m.d.comb += since_fold_end_next.eq(0)
