@@ -75,7 +75,13 @@ class GemmHarness:
                                f"{descriptor['n']}", golden)
 
     async def run(self, *, timeout: int = 2_000_000) -> int:
-        return await self.bench.run_until(lambda: not self.jobs, timeout=timeout)
+        cycles = await self.bench.run_until(lambda: not self.jobs, timeout=timeout)
+        # The cycle counters count registered events (hdl/common/counters.py): the last
+        # result's events reach the ports two clocks after it left, so the streams run on
+        # for those clocks before anyone reads the counters.
+        settle = iter(range(2, -1, -1))
+        await self.bench.run_until(lambda: next(settle) == 0, timeout=2)
+        return cycles
 
     async def reset(self) -> None:
         """Reset mid-job: drop everything in flight and check the counters cleared."""
