@@ -1,10 +1,10 @@
 """Small datapath helpers shared by the arrays."""
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal, Value, signed, unsigned
+from amaranth.hdl import Module, Mux, ResetSignal, Signal, Value, signed, unsigned
 
-__all__ = ["delay_line", "pipelined_product", "pipelined_tree", "queue_room", "shift_add_product",
-           "stage"]
+__all__ = ["delay_line", "pipelined_product", "pipelined_tree", "queue_room", "queue_room_copy",
+           "shift_add_product", "stage"]
 
 
 def stage(m: Module, value, *, enable: Value, name: str) -> Signal:
@@ -28,6 +28,16 @@ def queue_room(m: Module, level: Value, *, limit: int, name: str) -> Signal:
     caller counts them; a deeper queue keeps the throughput)."""
     room = Signal(name=name, init=1)
     m.d.sync += room.eq(level <= limit)
+    return room
+
+
+def queue_room_copy(m: Module, level: Value, *, limit: int, name: str) -> Signal:
+    """A second :func:`queue_room` flag, equal to it in every cycle, for a separate share of
+    its fan-out (a controller keeps the first, with few loads, a datapath's thousands of
+    enables take this one). Yosys merges identical registers, so this one is reset-less and
+    takes the reset as an input instead (``| rst``: high after a reset cycle, as the first)."""
+    room = Signal(name=name, init=1, reset_less=True)
+    m.d.sync += room.eq((level <= limit) | ResetSignal("sync"))
     return room
 
 

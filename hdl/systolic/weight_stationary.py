@@ -25,7 +25,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..common.counters import count_cycles
-from ..common.pipeline import delay_line, queue_room, shift_add_product
+from ..common.pipeline import delay_line, queue_room, queue_room_copy, shift_add_product
 from .config import DIM_BITS, SystolicGemmConfig
 from .grid import build_grid
 from .interface import gemm_signature, result_layout
@@ -127,6 +127,10 @@ class WeightStationaryGemm(wiring.Component):
         m.submodules.out_queue = out_queue = fifo.SyncFIFOBuffered(width=out_layout.size,
                                                                    depth=depth)
         step = queue_room(m, out_queue.level, limit=depth - 4, name="step")
+        # The same flag twice: ``step`` for the controller (its handshake and next-state
+        # logic), ``step_dp`` for the thousands of datapath enables, so that fan-out is off
+        # the controller's paths.
+        step_dp = queue_room_copy(m, out_queue.level, limit=depth - 4, name="step_dp")
 
         # The beat handshakes fan out to every skew-line head, so they see registers only:
         # ``open_`` (a beat may enter: busy, and not a tile start still short of weights),
@@ -167,6 +171,8 @@ class WeightStationaryGemm(wiring.Component):
 
         last_row = Signal()
         first_k_tile = Signal()
+        # ``k_base + R >= size_k`` and ``n_base + C >= size_n``, registered one pass ahead
+        # (set with the bases they summarize), so that the job end sees no adder.
         last_k_tile = Signal()
         last_chunk = Signal()
         last_n_tile = Signal()
@@ -174,9 +180,7 @@ class WeightStationaryGemm(wiring.Component):
         m.d.comb += [
             last_row.eq(row_in_chunk == chunk_last),
             first_k_tile.eq(k_base == 0),
-            last_k_tile.eq(k_base + R >= size_k),
             last_chunk.eq(m_left <= CHUNK),
-            last_n_tile.eq(n_base + C >= size_n),
             job_end.eq(last_row & last_k_tile & last_chunk & last_n_tile),
         ]
 
@@ -205,9 +209,10 @@ class WeightStationaryGemm(wiring.Component):
             with m.Else():
                 m.d.comb += row_in_chunk_next.eq(0)
                 with m.If(~last_k_tile):
-                    m.d.sync += k_base.eq(k_base + R)
+                    m.d.sync += [k_base.eq(k_base + R),
+                                 last_k_tile.eq(k_base + 2 * R >= size_k)]
                 with m.Else():
-                    m.d.sync += k_base.eq(0)
+                    m.d.sync += [k_base.eq(0), last_k_tile.eq(R >= size_k)]
                     with m.If(~last_chunk):
                         m.d.sync += [
                             m_base.eq(m_base + CHUNK),
@@ -222,9 +227,10 @@ class WeightStationaryGemm(wiring.Component):
                             chunk_last.eq(Mux(size_m < CHUNK, size_m - 1, CHUNK - 1)),
                         ]
                         with m.If(~last_n_tile):
-                            m.d.sync += n_base.eq(n_base + C)
+                            m.d.sync += [n_base.eq(n_base + C),
+                                         last_n_tile.eq(n_base + 2 * C >= size_n)]
                         with m.Else():
-                            m.d.sync += n_base.eq(0)
+                            m.d.sync += [n_base.eq(0), last_n_tile.eq(C >= size_n)]
                             m.d.comb += busy_next.eq(0)
 
         # A new job is taken when idle or in the step of the current job's final beat.
@@ -243,6 +249,8 @@ class WeightStationaryGemm(wiring.Component):
                     size_m.eq(self.desc.payload.m), size_k.eq(self.desc.payload.k),
                     size_n.eq(self.desc.payload.n),
                     m_left.eq(self.desc.payload.m),
+                    last_k_tile.eq(R >= self.desc.payload.k),
+                    last_n_tile.eq(C >= self.desc.payload.n),
                     chunk_last.eq(Mux(self.desc.payload.m < CHUNK, self.desc.payload.m - 1,
                                       CHUNK - 1)),
                 ]
@@ -258,7 +266,7 @@ class WeightStationaryGemm(wiring.Component):
                 head.valid.eq(beat),
                 head.first.eq(tile_start),
             ]
-            head = delay_line(m, head, shape=act_layout, steps=i + 1, enable=step,
+            head = delay_line(m, head, shape=act_layout, steps=i + 1, enable=step_dp,
                               name=f"a_skew_{i}")
             row_inputs.append(head)
         w_layout = _weight_layout(W, R)
@@ -270,13 +278,13 @@ class WeightStationaryGemm(wiring.Component):
                 head.valid.eq(weight_beat),
                 head.row.eq(Mux(tile_start, 0, weights_loaded)),
             ]
-            head = delay_line(m, head, shape=w_layout, steps=j + 1, enable=step,
+            head = delay_line(m, head, shape=w_layout, steps=j + 1, enable=step_dp,
                               name=f"b_skew_{j}")
             col_inputs.append(head)
 
         # --- The PE grid. ---
         pes = build_grid(m, lambda i, j: WeightStationaryPE(row=i, rows=R, width=W), rows=R,
-                         cols=C, enable=step, row_inputs=row_inputs, col_inputs=col_inputs,
+                         cols=C, enable=step_dp, row_inputs=row_inputs, col_inputs=col_inputs,
                          across=("a_in", "a_out"), down=("w_in", "w_out"),
                          chain=("psum_in", "psum_out"))
 
@@ -285,7 +293,7 @@ class WeightStationaryGemm(wiring.Component):
         col_sums = []
         for j in range(C):
             head = pes[R - 1][j].psum_out
-            head = delay_line(m, head, shape=signed(P), steps=C - 1 - j, enable=step,
+            head = delay_line(m, head, shape=signed(P), steps=C - 1 - j, enable=step_dp,
                               name=f"c_deskew_{j}")
             col_sums.append(head)
 
@@ -307,7 +315,7 @@ class WeightStationaryGemm(wiring.Component):
         ]
         for d in range(R + C + (W - 1).bit_length()):
             delayed = Signal(tag_layout, name=f"tag_{d + 1}")
-            with m.If(step):
+            with m.If(step_dp):
                 m.d.sync += delayed.eq(tags[-1])
             tags.append(delayed)
         fetch, done = tags[-2], tags[-1]
@@ -326,7 +334,7 @@ class WeightStationaryGemm(wiring.Component):
         m.d.comb += [
             acc_write.addr.eq(done.slot),
             acc_write.data.eq(total),
-            acc_write.en.eq(step & done.valid & ~done.last_k),
+            acc_write.en.eq(step_dp & done.valid & ~done.last_k),
         ]
         stored = Signal(acc_layout)     # the sum stored for ``done``'s slot
         if lutram:
@@ -334,7 +342,7 @@ class WeightStationaryGemm(wiring.Component):
             ahead = tags[-3]
             forward = Signal()          # ``done`` will write the slot ``fetch`` reads
             m.d.comb += acc_read.addr.eq(fetch.slot)
-            with m.If(step):
+            with m.If(step_dp):
                 m.d.sync += [
                     forward.eq(fetch.valid & ~fetch.last_k & (fetch.slot == ahead.slot)),
                     stored.eq(Mux(forward, total, acc_read.data)),
@@ -343,7 +351,7 @@ class WeightStationaryGemm(wiring.Component):
             acc_read = acc.read_port(domain="sync", transparent_for=(acc_write,))
             m.d.comb += [
                 acc_read.addr.eq(fetch.slot),
-                acc_read.en.eq(step),
+                acc_read.en.eq(step_dp),
                 stored.eq(acc_read.data),
             ]
         for j in range(C):
@@ -352,8 +360,8 @@ class WeightStationaryGemm(wiring.Component):
         # The output register: the queue's write port sees registers only.
         out_row = Signal(out_layout)
         out_valid = Signal()
-        m.d.sync += out_valid.eq(step & done.valid & done.last_k)
-        with m.If(step):
+        m.d.sync += out_valid.eq(step_dp & done.valid & done.last_k)
+        with m.If(step_dp):
             m.d.sync += [
                 out_row.data.eq(total),
                 out_row.row.eq(done.row),
