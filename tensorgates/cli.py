@@ -65,27 +65,35 @@ def cmd_generate(args) -> int:
     return 0
 
 
-def cmd_sim(args) -> int:
+def load_inputs(entry, config, path_text: str) -> dict:
+    """The arrays of an ``--inputs`` npz, checked by the block's input checker
+    (:class:`UsageError` naming the file and what is wrong)."""
     import numpy as np
 
     from gateware.registry import load
+    path = Path(path_text)
+    if not path.is_file():
+        raise UsageError(f"--inputs {path}: no such file")
+    try:
+        with np.load(path) as npz:
+            arrays = {key: npz[key] for key in npz.files}
+    except (OSError, ValueError) as error:
+        raise UsageError(f"--inputs {path}: not an npz file ({error})") from None
+    try:
+        load(entry.check_inputs)(config, arrays)
+    except ValueError as error:
+        raise UsageError(f"--inputs {path}: {error}") from None
+    return arrays
+
+
+def cmd_sim(args) -> int:
+
     from sim.runner import design_dir, simulate, simulator_missing
     entry, config = _config(args.block, args.set)
     inputs = None
     if args.inputs:
-        path = Path(args.inputs)
-        if not path.is_file():
-            raise UsageError(f"--inputs {path}: no such file")
-        try:
-            with np.load(path) as npz:
-                arrays = {key: npz[key] for key in npz.files}
-        except (OSError, ValueError) as error:
-            raise UsageError(f"--inputs {path}: not an npz file ({error})") from None
-        try:
-            load(entry.check_inputs)(config, arrays)
-        except ValueError as error:
-            raise UsageError(f"--inputs {path}: {error}") from None
-        inputs = path
+        load_inputs(entry, config, args.inputs)
+        inputs = Path(args.inputs)
     elif args.outputs:
         raise UsageError("--outputs needs --inputs")
     missing = simulator_missing(args.simulator)

@@ -9,7 +9,6 @@ import struct
 import sys
 import time
 from collections import deque
-from pathlib import Path
 
 from gateware.host_protocol import (
     COUNTER_BYTES,
@@ -262,7 +261,7 @@ def cmd_run(args) -> int:
     from gateware.host_adapters import counter_arrays, stages_of
     from gateware.host_bridge import bridge_layout
     from gateware.registry import load
-    from tensorgates.cli import UsageError, _config
+    from tensorgates.cli import UsageError, _config, load_inputs
     entry, config = _config(args.block, args.set)
     if not entry.host:
         raise UsageError(f"block {entry.name} has no host adapter in the registry")
@@ -273,18 +272,7 @@ def cmd_run(args) -> int:
         raise UsageError(f"--baud {args.baud} is not allowed; expected a positive integer")
 
     if args.inputs:
-        path = Path(args.inputs)
-        if not path.is_file():
-            raise UsageError(f"--inputs {path}: no such file")
-        try:
-            with np.load(path) as npz:
-                inputs = {key: npz[key] for key in npz.files}
-        except (OSError, ValueError) as error:
-            raise UsageError(f"--inputs {path}: not an npz file ({error})") from None
-        try:
-            load(entry.check_inputs)(config, inputs)
-        except ValueError as error:
-            raise UsageError(f"--inputs {path}: {error}") from None
+        inputs = load_inputs(entry, config, args.inputs)
     else:
         seed = args.seed if args.seed is not None else int(time.time_ns() % (1 << 31))
         print(f"random inputs, seed {seed} (replay with --seed {seed})")

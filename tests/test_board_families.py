@@ -12,7 +12,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from sim_cli import require
+from sim_cli import require, same_values
 
 from gateware.host_adapters import ADAPTERS
 from gateware.registry import BLOCKS, load
@@ -123,20 +123,6 @@ def _golden(block: str, config, inputs: dict[str, np.ndarray]) -> dict[str, np.n
     raise AssertionError(block)
 
 
-def _same(a, b) -> bool:
-    """Equal shapes and values; floats bit for bit (either sign of zero apart), any NaN equal
-    to any NaN."""
-    a, b = np.asarray(a), np.asarray(b)
-    if a.shape != b.shape:
-        return False
-    if a.dtype.kind == "f" or b.dtype.kind == "f":
-        a, b = a.astype(np.float64), b.astype(np.float64)
-        nan = np.isnan(a)
-        return bool((nan == np.isnan(b)).all() and (a[~nan] == b[~nan]).all()
-                    and (np.signbit(a[~nan]) == np.signbit(b[~nan])).all())
-    return bool(np.array_equal(a.astype(np.int64), b.astype(np.int64)))
-
-
 def _run(tmp_path, block: str, simulator: str, *, random_inputs: bool = False) -> None:
     """``tensorgates run`` on the co-simulated board: this test's inputs with errors injected
     between the driver's frames, or (``random_inputs``) the driver's own random inputs."""
@@ -163,12 +149,12 @@ def _run(tmp_path, block: str, simulator: str, *, random_inputs: bool = False) -
     golden = _golden(block, config, inputs)
     for key, want in golden.items():
         assert key in outputs, (key, sorted(outputs))
-        assert _same(outputs[key], want), f"{key}: board {outputs[key]}, golden {want}"
-        assert _same(outputs[f"{key}_golden"], want), key
+        assert same_values(outputs[key], want), f"{key}: board {outputs[key]}, golden {want}"
+        assert same_values(outputs[f"{key}_golden"], want), key
     assert set(entry.output_keys) & set(golden)
     # every board output the driver wrote equals its golden twin (the adapter's extras too)
     for key in ADAPTERS[block].golden(config, inputs):
-        assert _same(outputs[key], outputs[f"{key}_golden"]), key
+        assert same_values(outputs[key], outputs[f"{key}_golden"]), key
 
 
 @pytest.mark.parametrize("block", DEFAULT)
@@ -225,7 +211,7 @@ def test_pim_raw_trace_over_uart(tmp_path):
     assert code == 0, log
     golden = run_trace(table, config)
     for key in ("accepted", "rule", "has_read", "read_data", "rejected_by_rule"):
-        assert _same(outputs[key], golden[key]), key
+        assert same_values(outputs[key], golden[key]), key
     for key in ("accepted_count", "rejected_count", "triggers", "refreshes",
                 "illegal_instructions"):
         assert int(outputs[key]) == int(golden[key]), (key, outputs[key], golden[key])
@@ -248,4 +234,5 @@ def test_systolic_weight_stationary_over_uart(tmp_path):
                                          "verilator", seed=SEED, inject=True, timeout=300.0)
     print(log)
     assert code == 0, log
-    assert _same(outputs["c"], gemm_int_exact(torch.from_numpy(a), torch.from_numpy(b)).numpy())
+    want = gemm_int_exact(torch.from_numpy(a), torch.from_numpy(b)).numpy()
+    assert same_values(outputs["c"], want)

@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 import pytest
+from sim_cli import same_values
 
 from gateware.host_adapters import (
     ADAPTERS,
@@ -56,19 +57,6 @@ def _counter_names(name: str, config) -> list[str]:
             names += [path[-1] for path, _, _ in member.signature.flatten(
                 getattr(component, member_name))]
     return names
-
-
-def _same(a, b) -> bool:
-    """Equal values and shapes; floats bit for bit, any NaN equal to any NaN."""
-    a, b = np.asarray(a), np.asarray(b)
-    if a.shape != b.shape:
-        return False
-    if a.dtype.kind == "f" or b.dtype.kind == "f":
-        a, b = a.astype(np.float64), b.astype(np.float64)
-        nan = np.isnan(a)
-        return bool((nan == np.isnan(b)).all() and (a[~nan] == b[~nan]).all()
-                    and (np.signbit(a[~nan]) == np.signbit(b[~nan])).all())
-    return bool(np.array_equal(a.astype(np.int64), b.astype(np.int64)))
 
 
 def test_every_block_names_its_adapter():
@@ -130,14 +118,14 @@ def test_round_trip(point):
         counters = counter_arrays(adapter, dict.fromkeys(_counter_names(name, config), 0))
         assert not set(counters) & {*golden, *(f"{key}_golden" for key in golden)}
         for key in golden:
-            assert _same(decoded[key], golden[key]), key
+            assert same_values(decoded[key], golden[key]), key
         # every bit of every output beat inverted
         corrupt = {s: [v ^ ((1 << widths[s]) - 1) for v in values] for s, values in out.items()}
         try:
             wrong = adapter.decode(config, inputs, corrupt)
         except ValueError:
             continue
-        assert any(not _same(wrong[key], golden[key]) for key in golden), "corruption unseen"
+        assert any(not same_values(wrong[key], golden[key]) for key in golden), "corruption unseen"
 
 
 @pytest.mark.parametrize("name", list(ADAPTERS))
@@ -209,7 +197,7 @@ def test_pim_trace_and_gemv_stages():
     assert stage[1] == {"status": len(table)}
     golden = adapter.golden(config, inputs)
     decoded = adapter.decode(config, inputs, adapter.golden_beats(config, inputs))
-    assert all(_same(decoded[k], golden[k]) for k in golden)
+    assert all(same_values(decoded[k], golden[k]) for k in golden)
     assert len(set(golden["rule"][golden["accepted"] == 0].tolist())) >= 3, golden["rule"]
     gemv = adapter.random_inputs(config, np.random.default_rng(SEED))
     load_stage, compute_stage = stages_of(adapter, config, gemv)
