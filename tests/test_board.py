@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from amaranth.hdl import Module, Signal
 from amaranth.sim import Simulator
+from sim_cli import require
 
 from gateware.board_top import BoardTop, uart_divisor
 from gateware.host_bridge import HostBridgeTop, crc8_next
@@ -24,7 +25,7 @@ from gateware.host_protocol import (
 )
 from gateware.registry import BLOCKS
 from sim.board_cosim import INJECTIONS, run_board_cosim
-from sim.runner import SIMULATORS, simulator_missing
+from sim.runner import SIMULATORS
 from tensorgates.cli import main
 
 DIVISOR = 4
@@ -293,9 +294,7 @@ def test_run_against_cosimulated_board(tmp_path, simulator):
     unknown command, an oversize frame, a bad CRC and an incomplete frame injected between
     the driver's frames, each answered with its status (checked in sim/tb_board.py), and the
     run still passes."""
-    missing = simulator_missing(simulator)
-    if missing:
-        pytest.skip(f"{simulator} unavailable: {missing}")
+    require(simulator)
     rng = np.random.default_rng(7)
     a = rng.integers(-128, 128, (7, 9)).astype(np.int8)
     b = rng.integers(-128, 128, (9, 5)).astype(np.int8)
@@ -383,9 +382,7 @@ def test_run_against_cosimulated_board_small_frames(tmp_path):
     """A larger GEMM (24×20·20×24 on 2×2) with a 64-byte payload limit and 64-deep FIFOs:
     every stream needs many frames, each READ is capped by the payload (4 beats of 13 bytes),
     not by the FIFO, and the STATUS flow control interleaves a, b, desc and c."""
-    missing = simulator_missing("verilator")
-    if missing:
-        pytest.skip(f"verilator unavailable: {missing}")
+    require("verilator")
     rng = np.random.default_rng(23)
     a = rng.integers(-128, 128, (24, 20)).astype(np.int8)
     b = rng.integers(-128, 128, (20, 24)).astype(np.int8)
