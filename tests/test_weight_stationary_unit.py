@@ -176,12 +176,13 @@ def ws_config(rows: int, cols: int, chunk: int) -> SystolicGemmConfig:
 
 
 # (rows, cols, chunk), then jobs (m, k, n) covering: sizes not multiples of the array, K < rows,
-# M < chunk and M > chunk, a final chunk shorter than the array, single elements.
+# M < chunk and M > chunk, a final chunk shorter than the array, single elements, one-row chunks.
 ARRAYS = [
     ((1, 1, 2), [(3, 4, 2), (1, 1, 1), (5, 1, 3)]),
     ((2, 3, 5), [(7, 5, 4), (3, 1, 7), (11, 6, 3), (1, 2, 1)]),
     ((4, 4, 8), [(19, 7, 5), (5, 3, 7), (2, 9, 1), (8, 8, 8), (17, 12, 9)]),
     ((3, 2, 6), [(13, 2, 5), (6, 10, 2), (4, 4, 4)]),
+    ((2, 2, 1), [(3, 3, 3), (1, 1, 1), (2, 5, 2)]),   # one-row chunks: every pass ends one
 ]
 GAPS = [(0.3, 0.3), (0.0, 0.7), (0.6, 0.0)]
 

@@ -18,7 +18,7 @@ from amaranth.lib import data, fifo, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..common.counters import count_cycles
-from ..common.pipeline import delay_line, queue_room, shift_add_product
+from ..common.pipeline import delay_line, queue_room, queue_room_copy, shift_add_product
 from .config import DIM_BITS, SystolicGemmConfig
 from .grid import build_grid
 from .interface import gemm_signature
@@ -161,20 +161,34 @@ class OutputStationaryArray(wiring.Component):
         m.submodules.out_queue = out_queue = fifo.SyncFIFOBuffered(width=out_layout.size,
                                                                    depth=depth)
         step = queue_room(m, out_queue.level, limit=depth - 4, name="step")
+        # The same flag twice: ``step`` for the controller (its handshake and next-state
+        # logic), ``step_dp`` for the thousands of datapath enables, so that fan-out is off
+        # the controller's paths.
+        step_dp = queue_room_copy(m, out_queue.level, limit=depth - 4, name="step_dp")
 
         # --- Input controller: walks the folds of the current job. ---
         # The beat handshake fans out to every skew-line head, so it sees registers only:
         # ``busy``, the flags of the next beat (first / last of its fold) and ``open_``, which
         # says a beat may enter (busy, and not a final beat that must wait for the drain),
-        # computed from the next state of its inputs.
+        # computed from the next state of its inputs. That next state combines one-bit flags
+        # only: what a fold's end decides (its last beat, the last tile column, the last tile
+        # row) is kept in flags set one beat or one fold ahead from down-counters, so no adder
+        # or compare lies between the handshake and ``open_``.
         busy, busy_next = Signal(), Signal()
-        size_m, size_n = Signal(DIM_BITS, name="size_m"), Signal(DIM_BITS, name="size_n")
-        last_k = Signal(DIM_BITS)   # index of a fold's last beat
-        m_base = Signal(DIM_BITS + 1)
-        n_base = Signal(DIM_BITS + 1)
-        beat_index = Signal(DIM_BITS)          # k of the next beat within its fold
+        size_n = Signal(DIM_BITS, name="size_n")
+        last_k = Signal(DIM_BITS)               # index of a fold's last beat
+        m_base = Signal(DIM_BITS + 1)           # first row of the tile
+        n_base = Signal(DIM_BITS + 1)           # first column of the tile
+        m_left = Signal(DIM_BITS + 1)           # rows of C from m_base on
+        n_left = Signal(DIM_BITS + 1)           # columns of C from n_base on
+        beats_left = Signal(DIM_BITS)           # beats of the fold after the next one
         first_beat = Signal(init=1)
-        last_beat, last_beat_next = Signal(), Signal()
+        last_beat, last_beat_next = Signal(), Signal()   # beats_left == 0
+        second_last = Signal()                  # beats_left == 1
+        fold_single, fold_double = Signal(), Signal()    # a fold of one / two beats
+        last_n = Signal()                       # n_left <= C: the tile row's last tile
+        last_m = Signal()                       # m_left <= R: the job's last tile row
+        n_single = Signal()                     # size_n <= C
         # Steps since the last fold's final beat: the column drain needs R of them before the
         # next fold finishes (only short K or a starved input ever makes the array wait).
         since_fold_end = Signal(range(R + 1), init=R)
@@ -201,15 +215,18 @@ class OutputStationaryArray(wiring.Component):
             with m.If(desc_bad):
                 m.d.sync += self.counters.desc_error.eq(1)
             with m.Else():
-                fold_last = self.fold_last_beat(self.desc.payload)
+                desc = self.desc.payload
+                fold_last = self.fold_last_beat(desc)
                 m.d.comb += [busy_next.eq(1), last_beat_next.eq(fold_last == 0)]
                 m.d.sync += [
-                    size_m.eq(self.desc.payload.m),
-                    last_k.eq(fold_last),
-                    size_n.eq(self.desc.payload.n),
-                    m_base.eq(0), n_base.eq(0), beat_index.eq(0), first_beat.eq(1),
+                    last_k.eq(fold_last), beats_left.eq(fold_last),
+                    fold_single.eq(fold_last == 0), fold_double.eq(fold_last == 1),
+                    second_last.eq(fold_last == 1),
+                    size_n.eq(desc.n), n_left.eq(desc.n), m_left.eq(desc.m),
+                    n_single.eq(desc.n <= C), last_n.eq(desc.n <= C), last_m.eq(desc.m <= R),
+                    m_base.eq(0), n_base.eq(0), first_beat.eq(1),
                 ]
-                self.accept_job(m, self.desc.payload)
+                self.accept_job(m, desc)
 
         wants_beat = Signal()
         drain_wait = Signal()
@@ -228,44 +245,52 @@ class OutputStationaryArray(wiring.Component):
                 m.d.comb += since_fold_end_next.eq(since_fold_end + 1)
         with m.If(beat):
             with m.If(last_beat):
-                m.d.comb += last_beat_next.eq(last_k == 0)
-                m.d.sync += [beat_index.eq(0), first_beat.eq(1)]
-                with m.If(n_base + C < size_n):
-                    m.d.sync += n_base.eq(n_base + C)
+                m.d.comb += last_beat_next.eq(fold_single)
+                m.d.sync += [beats_left.eq(last_k), second_last.eq(fold_double),
+                             first_beat.eq(1)]
+                with m.If(~last_n):
+                    m.d.sync += [n_base.eq(n_base + C), n_left.eq(n_left - C),
+                                 last_n.eq(n_left <= 2 * C)]
                 with m.Else():
-                    m.d.sync += [n_base.eq(0), m_base.eq(m_base + R)]
-                    with m.If(m_base + R >= size_m):
+                    m.d.sync += [n_base.eq(0), n_left.eq(size_n), last_n.eq(n_single),
+                                 m_base.eq(m_base + R), m_left.eq(m_left - R),
+                                 last_m.eq(m_left <= 2 * R)]
+                    with m.If(last_m):
                         m.d.comb += busy_next.eq(0)
             with m.Else():
-                m.d.comb += last_beat_next.eq(beat_index + 1 == last_k)
-                m.d.sync += [beat_index.eq(beat_index + 1), first_beat.eq(0)]
+                m.d.comb += last_beat_next.eq(second_last)
+                m.d.sync += [beats_left.eq(beats_left - 1), second_last.eq(beats_left == 2),
+                             first_beat.eq(0)]
 
         # --- Skewed injection: row i is delayed by i + 1 steps, column j by j + 1 (the extra
-        # register keeps the input handshake out of the first PE's multiplier path). ---
+        # register keeps the input handshake out of the first PE's multiplier path). The
+        # operands enter unconditionally: only the row's ``valid`` flag says whether a beat
+        # was taken (a PE ignores products of bubbles), so the handshake drives R flags, not
+        # every operand bit. ---
         framed = beat_layout(self.row_operand_shape())
         col_shape = self.col_operand_shape()
         row_inputs = []
         for i in range(R):
             head = Signal(framed, name=f"a_skew_{i}_0")
             m.d.comb += [
-                head.value.eq(Mux(beat, self.row_operand(m, i), 0)),
+                head.value.eq(self.row_operand(m, i)),
                 head.valid.eq(beat),
                 head.first.eq(first_beat),
                 head.last.eq(last_beat),
             ]
-            head = delay_line(m, head, shape=framed, steps=i + 1, enable=step,
+            head = delay_line(m, head, shape=framed, steps=i + 1, enable=step_dp,
                               name=f"a_skew_{i}")
             row_inputs.append(head)
         col_inputs = []
         for j in range(C):
             head = Signal(col_shape, name=f"b_skew_{j}_0")
-            m.d.comb += head.eq(Mux(beat, self.col_operand(m, j), 0))
-            head = delay_line(m, head, shape=col_shape, steps=j + 1, enable=step,
+            m.d.comb += head.eq(self.col_operand(m, j))
+            head = delay_line(m, head, shape=col_shape, steps=j + 1, enable=step_dp,
                               name=f"b_skew_{j}")
             col_inputs.append(head)
 
         # --- The PE grid. ---
-        pes = build_grid(m, self.make_pe, rows=R, cols=C, enable=step, row_inputs=row_inputs,
+        pes = build_grid(m, self.make_pe, rows=R, cols=C, enable=step_dp, row_inputs=row_inputs,
                          col_inputs=col_inputs,
                          across=("a_in", "a_out"), down=("b_in", "b_out"),
                          chain=("chain_in", "result"))
@@ -276,20 +301,18 @@ class OutputStationaryArray(wiring.Component):
         # PE(R−1, C−1) after R + C − 1 steps, and the PE captures ``CAPTURE`` later). ---
         tile_layout = data.StructLayout({"valid": 1, "row": DIM_BITS, "col": DIM_BITS,
                                          "rows": range(R + 1), "final": 1})
-        rows_left = Signal(DIM_BITS + 1)
         tile_tags = [Signal(tile_layout, name="tile_tag_0")]
         m.d.comb += [
-            rows_left.eq(size_m - m_base),
             tile_tags[0].valid.eq(beat & last_beat),
             tile_tags[0].row.eq(m_base),
             tile_tags[0].col.eq(n_base),
-            tile_tags[0].rows.eq(Mux(rows_left < R, rows_left, R)),
-            tile_tags[0].final.eq((n_base + C >= size_n) & (m_base + R >= size_m)),
+            tile_tags[0].rows.eq(Mux(m_left < R, m_left, R)),
+            tile_tags[0].final.eq(last_n & last_m),
         ]
         capture_latency = pes[R - 1][C - 1].CAPTURE
         for index in range(R + C - 1 + capture_latency):
             tag = Signal(tile_layout, name=f"tile_tag_{index + 1}")
-            with m.If(step):
+            with m.If(step_dp):
                 m.d.sync += tag.eq(tile_tags[-1])
             tile_tags.append(tag)
 
@@ -302,28 +325,31 @@ class OutputStationaryArray(wiring.Component):
             phase = Signal(range(R + 1), name=f"drain_phase_{j}")   # 0: idle, else shift k
             with m.If(pes[R - 1][j].capture):
                 m.d.sync += phase.eq(1)
-            with m.Elif(step & (phase != 0)):
+            with m.Elif(step_dp & (phase != 0)):
                 m.d.sync += phase.eq(Mux(phase == R, 0, phase + 1))
             for i in range(R):
                 m.d.comb += pes[i][j].shift.eq((phase != 0) & (phase <= i))
             # Deskew: column j waits C-1-j steps so that a tile row leaves in one piece.
             head = Signal(signed(A), name=f"c_deskew_{j}_0")
             m.d.comb += head.eq(pes[R - 1][j].result)
-            head = delay_line(m, head, shape=signed(A), steps=C - 1 - j, enable=step,
+            head = delay_line(m, head, shape=signed(A), steps=C - 1 - j, enable=step_dp,
                               name=f"c_deskew_{j}")
             col_outputs.append(head)
             drain_phase.append(phase)
 
         # --- Output side: tags rows with their coordinates and drops padding rows. ---
-        tile = Signal(tile_layout)    # the tag of the tile the last column drains
-        with m.If(pes[R - 1][C - 1].capture):
+        # The tag of the tile the last column drains, taken in the step the bottom-right PE
+        # captures that tile (the tag line ends there by construction; its own flag keeps the
+        # far PE's capture logic out of this register's enable).
+        tile = Signal(tile_layout)
+        with m.If(step_dp & tile_tags[-1].valid):
             m.d.sync += tile.eq(tile_tags[-1])
         last_phase = drain_phase[C - 1]
         row_in_tile = Signal(range(R))
         row_ready = Signal()
         m.d.comb += [
             row_in_tile.eq(R - last_phase),
-            row_ready.eq(step & (last_phase != 0)),
+            row_ready.eq(step_dp & (last_phase != 0)),
         ]
         out_row = Signal(out_layout)
         m.d.comb += [
@@ -334,11 +360,11 @@ class OutputStationaryArray(wiring.Component):
         for j in range(C):
             m.d.comb += out_row.data[j].eq(col_outputs[j])
         # The output register: the queue's write port sees registers only (see step above).
+        # Its data register loads every cycle (no enable to fan out over C sums); the queue
+        # writes it only when ``out_valid`` says it holds a row.
         out_valid = Signal()
         out_data = Signal(out_layout)
-        m.d.sync += out_valid.eq(row_ready & (row_in_tile < tile.rows))
-        with m.If(row_ready):
-            m.d.sync += out_data.eq(out_row)
+        m.d.sync += [out_valid.eq(row_ready & (row_in_tile < tile.rows)), out_data.eq(out_row)]
         m.d.comb += [
             out_queue.w_data.eq(out_data.as_value()),
             out_queue.w_en.eq(out_valid),

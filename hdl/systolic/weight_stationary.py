@@ -158,36 +158,43 @@ class WeightStationaryGemm(wiring.Component):
         ]
 
         # --- Activation side: walks the passes of the current job. ---
+        # What a pass's end decides (the chunk's last row, the last K-tile, the last chunk,
+        # the last tile column) is kept in one-bit flags, set a beat or a pass ahead from
+        # down-counters, so the handshake's next state (``open_``, ``busy``) combines flags
+        # only, and each counter's update has at most one adder or compare on its path.
         busy, busy_next = Signal(), Signal()
         size_m, size_k, size_n = (Signal(DIM_BITS, name=f"size_{x}") for x in "mkn")
         n_base = Signal(DIM_BITS + 1)           # tn·C
         m_base = Signal(DIM_BITS + 1)           # first row of the chunk
         k_base = Signal(DIM_BITS + 1)           # tk·R
         m_left = Signal(DIM_BITS + 1)           # rows of A from m_base on
+        k_left = Signal(DIM_BITS + 1)           # rows of B from k_base on
+        n_left = Signal(DIM_BITS + 1)           # columns of B from n_base on
         row_in_chunk = Signal(range(CHUNK))
-        row_in_chunk_next = Signal(range(CHUNK))
+        rows_left = Signal(range(CHUNK))        # rows of the chunk after the next one
         row_zero = Signal(init=1)               # row_in_chunk == 0
         chunk_last = Signal(range(CHUNK))       # rows in this chunk − 1
+        first_chunk_last = Signal(range(CHUNK))  # the same for the job's first chunk
 
-        last_row = Signal()
-        first_k_tile = Signal()
-        # ``k_base + R >= size_k`` and ``n_base + C >= size_n``, registered one pass ahead
-        # (set with the bases they summarize), so that the job end sees no adder.
-        last_k_tile = Signal()
-        last_chunk = Signal()
-        last_n_tile = Signal()
+        last_row = Signal()                     # rows_left == 0
+        first_k_tile = Signal()                 # k_base == 0
+        last_k_tile = Signal()                  # k_left <= R
+        last_chunk = Signal()                   # m_left <= CHUNK
+        last_n_tile = Signal()                  # n_left <= C
+        chunk_single = Signal()                 # chunk_last == 0
+        next_chunk_single = Signal()            # the next chunk's chunk_last == 0
+        first_chunk_single = Signal()           # first_chunk_last == 0
+        k_single = Signal()                     # size_k <= R
+        m_single = Signal()                     # size_m <= CHUNK
+        n_single = Signal()                     # size_n <= C
         job_end = Signal()
-        m.d.comb += [
-            last_row.eq(row_in_chunk == chunk_last),
-            first_k_tile.eq(k_base == 0),
-            last_chunk.eq(m_left <= CHUNK),
-            job_end.eq(last_row & last_k_tile & last_chunk & last_n_tile),
-        ]
+        m.d.comb += job_end.eq(last_row & last_k_tile & last_chunk & last_n_tile)
 
         open_ = Signal()
         wants_beat = Signal()
         needs_weights = Signal()
         beat = Signal()
+        row_zero_next = Signal()
         m.d.comb += [
             wants_beat.eq(step & busy),
             needs_weights.eq(row_zero & weights_short),
@@ -195,42 +202,56 @@ class WeightStationaryGemm(wiring.Component):
             self.a.ready.eq(beat),
             tile_start.eq(beat & row_zero),
             busy_next.eq(busy),
-            row_in_chunk_next.eq(row_in_chunk),
+            row_zero_next.eq(Mux(beat, last_row, row_zero)),
         ]
         m.d.sync += [
             busy.eq(busy_next),
-            row_in_chunk.eq(row_in_chunk_next),
-            row_zero.eq(row_in_chunk_next == 0),
-            open_.eq(busy_next & ~((row_in_chunk_next == 0) & (weights_loaded_next != R))),
+            row_zero.eq(row_zero_next),
+            open_.eq(busy_next & ~(row_zero_next & (weights_loaded_next != R))),
         ]
         with m.If(beat):
             with m.If(~last_row):
-                m.d.comb += row_in_chunk_next.eq(row_in_chunk + 1)
+                m.d.sync += [row_in_chunk.eq(row_in_chunk + 1), rows_left.eq(rows_left - 1),
+                             last_row.eq(rows_left == 1)]
             with m.Else():
-                m.d.comb += row_in_chunk_next.eq(0)
+                m.d.sync += row_in_chunk.eq(0)
                 with m.If(~last_k_tile):
-                    m.d.sync += [k_base.eq(k_base + R),
-                                 last_k_tile.eq(k_base + 2 * R >= size_k)]
+                    # The next K-tile of the same chunk.
+                    m.d.sync += [k_base.eq(k_base + R), k_left.eq(k_left - R),
+                                 last_k_tile.eq(k_left <= 2 * R), first_k_tile.eq(0),
+                                 rows_left.eq(chunk_last), last_row.eq(chunk_single)]
                 with m.Else():
-                    m.d.sync += [k_base.eq(0), last_k_tile.eq(R >= size_k)]
+                    m.d.sync += [k_base.eq(0), k_left.eq(size_k), last_k_tile.eq(k_single),
+                                 first_k_tile.eq(1)]
                     with m.If(~last_chunk):
+                        # The next chunk: its last row index and whether it has one row
+                        # (``next_chunk_single``, compared when m_left last moved).
+                        after = Mux(m_left < 2 * CHUNK, m_left - (CHUNK + 1), CHUNK - 1)
                         m.d.sync += [
                             m_base.eq(m_base + CHUNK),
                             m_left.eq(m_left - CHUNK),
-                            chunk_last.eq(Mux(m_left < 2 * CHUNK, m_left - (CHUNK + 1),
-                                              CHUNK - 1)),
+                            last_chunk.eq(m_left <= 2 * CHUNK),
+                            chunk_last.eq(after), rows_left.eq(after),
+                            chunk_single.eq(next_chunk_single),
+                            last_row.eq(next_chunk_single),
+                            next_chunk_single.eq((m_left == 2 * CHUNK + 1) | (CHUNK == 1)),
                         ]
                     with m.Else():
                         m.d.sync += [
                             m_base.eq(0),
                             m_left.eq(size_m),
-                            chunk_last.eq(Mux(size_m < CHUNK, size_m - 1, CHUNK - 1)),
+                            last_chunk.eq(m_single),
+                            chunk_last.eq(first_chunk_last), rows_left.eq(first_chunk_last),
+                            chunk_single.eq(first_chunk_single),
+                            last_row.eq(first_chunk_single),
+                            next_chunk_single.eq((size_m == CHUNK + 1) | (CHUNK == 1)),
                         ]
                         with m.If(~last_n_tile):
-                            m.d.sync += [n_base.eq(n_base + C),
-                                         last_n_tile.eq(n_base + 2 * C >= size_n)]
+                            m.d.sync += [n_base.eq(n_base + C), n_left.eq(n_left - C),
+                                         last_n_tile.eq(n_left <= 2 * C)]
                         with m.Else():
-                            m.d.sync += [n_base.eq(0), last_n_tile.eq(C >= size_n)]
+                            m.d.sync += [n_base.eq(0), n_left.eq(size_n),
+                                         last_n_tile.eq(n_single)]
                             m.d.comb += busy_next.eq(0)
 
         # A new job is taken when idle or in the step of the current job's final beat.
@@ -244,15 +265,23 @@ class WeightStationaryGemm(wiring.Component):
             with m.If(desc_bad):
                 m.d.sync += self.counters.desc_error.eq(1)
             with m.Else():
+                desc = self.desc.payload
+                first_last = Mux(desc.m < CHUNK, desc.m - 1, CHUNK - 1)
+                single_row = (desc.m == 1) | (CHUNK == 1)
                 m.d.comb += busy_next.eq(1)
                 m.d.sync += [
-                    size_m.eq(self.desc.payload.m), size_k.eq(self.desc.payload.k),
-                    size_n.eq(self.desc.payload.n),
-                    m_left.eq(self.desc.payload.m),
-                    last_k_tile.eq(R >= self.desc.payload.k),
-                    last_n_tile.eq(C >= self.desc.payload.n),
-                    chunk_last.eq(Mux(self.desc.payload.m < CHUNK, self.desc.payload.m - 1,
-                                      CHUNK - 1)),
+                    size_m.eq(desc.m), size_k.eq(desc.k), size_n.eq(desc.n),
+                    m_base.eq(0), k_base.eq(0), n_base.eq(0), row_in_chunk.eq(0),
+                    m_left.eq(desc.m), k_left.eq(desc.k), n_left.eq(desc.n),
+                    first_k_tile.eq(1),
+                    last_k_tile.eq(desc.k <= R), k_single.eq(desc.k <= R),
+                    last_chunk.eq(desc.m <= CHUNK), m_single.eq(desc.m <= CHUNK),
+                    last_n_tile.eq(desc.n <= C), n_single.eq(desc.n <= C),
+                    chunk_last.eq(first_last), first_chunk_last.eq(first_last),
+                    rows_left.eq(first_last),
+                    last_row.eq(single_row), chunk_single.eq(single_row),
+                    first_chunk_single.eq(single_row),
+                    next_chunk_single.eq((desc.m == CHUNK + 1) | (CHUNK == 1)),
                 ]
 
         # --- Skewed injection: activation row i and weight column j are delayed by i + 1 and
@@ -342,20 +371,22 @@ class WeightStationaryGemm(wiring.Component):
             ahead = tags[-3]
             forward = Signal()          # ``done`` will write the slot ``fetch`` reads
             m.d.comb += acc_read.addr.eq(fetch.slot)
+            # ``stored`` is already zero for a first K-tile (``fetch`` becomes ``done``), so
+            # the flag's fan-out over C sums is off the adder's path.
             with m.If(step_dp):
                 m.d.sync += [
                     forward.eq(fetch.valid & ~fetch.last_k & (fetch.slot == ahead.slot)),
-                    stored.eq(Mux(forward, total, acc_read.data)),
+                    stored.eq(Mux(fetch.first_k, 0, Mux(forward, total, acc_read.data))),
                 ]
         else:
             acc_read = acc.read_port(domain="sync", transparent_for=(acc_write,))
             m.d.comb += [
                 acc_read.addr.eq(fetch.slot),
                 acc_read.en.eq(step_dp),
-                stored.eq(acc_read.data),
+                stored.eq(Mux(done.first_k, 0, acc_read.data)),
             ]
         for j in range(C):
-            m.d.comb += total[j].eq(Mux(done.first_k, 0, stored[j]) + col_sums[j])
+            m.d.comb += total[j].eq(stored[j] + col_sums[j])
 
         # The output register: the queue's write port sees registers only.
         out_row = Signal(out_layout)
