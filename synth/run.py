@@ -25,8 +25,9 @@ CLOCK_TARGETS_MHZ: dict[str, float] = {"systolic_gemm": 150.0, "nm_sparse_gemm":
 #: array's neighbouring PEs hold identical flag registers (a flag reaches every PE of an
 #: anti-diagonal in the same step); flattened, Yosys merges them into one register per
 #: anti-diagonal that drives PEs across the die, which was the weight-stationary array's
-#: critical path. Kept apart, each PE's flags stay next to the logic they drive.
-KEEP_HIERARCHY: dict[str, tuple[str, ...]] = {"systolic_gemm": ("pe_*",),
+#: critical path. Kept apart, each PE's flags stay next to the logic they drive (and each
+#: weight-stationary accumulator column keeps its own slot address beside its RAM).
+KEEP_HIERARCHY: dict[str, tuple[str, ...]] = {"systolic_gemm": ("pe_*", "acc_*"),
                                               "nm_sparse_gemm": ("pe_*",)}
 
 

@@ -37,7 +37,8 @@ def queue_room_copy(m: Module, level: Value, *, limit: int, name: str) -> Signal
     enables take this one). Yosys merges identical registers, so this one is reset-less and
     takes the reset as an input instead (``| rst``: high after a reset cycle, as the first)."""
     room = Signal(name=name, init=1, reset_less=True)
-    m.d.sync += room.eq((level <= limit) | ResetSignal("sync"))
+    # A reset-less domain (some boards' clock) has no reset to follow: then this is 0.
+    m.d.sync += room.eq((level <= limit) | ResetSignal("sync", allow_reset_less=True))
     return room
 
 

@@ -231,7 +231,11 @@ class OutputStationaryArray(wiring.Component):
         wants_beat = Signal()
         drain_wait = Signal()
         beat = Signal()
+        # The beat again for the skew-line heads and the tile tag, from the datapath's copy of
+        # the step flag, so their loads stay off the controller's beat net.
+        beat_dp = Signal()
         m.d.comb += [
+            beat_dp.eq(step_dp & open_ & self.a.valid & self.b.valid),
             wants_beat.eq(busy),
             drain_wait.eq(last_beat & (since_fold_end < R - 1)),
             beat.eq(step & open_ & self.a.valid & self.b.valid),
@@ -274,7 +278,7 @@ class OutputStationaryArray(wiring.Component):
             head = Signal(framed, name=f"a_skew_{i}_0")
             m.d.comb += [
                 head.value.eq(self.row_operand(m, i)),
-                head.valid.eq(beat),
+                head.valid.eq(beat_dp),
                 head.first.eq(first_beat),
                 head.last.eq(last_beat),
             ]
@@ -303,7 +307,7 @@ class OutputStationaryArray(wiring.Component):
                                          "rows": range(R + 1), "final": 1})
         tile_tags = [Signal(tile_layout, name="tile_tag_0")]
         m.d.comb += [
-            tile_tags[0].valid.eq(beat & last_beat),
+            tile_tags[0].valid.eq(beat_dp & last_beat),
             tile_tags[0].row.eq(m_base),
             tile_tags[0].col.eq(n_base),
             tile_tags[0].rows.eq(Mux(m_left < R, m_left, R)),

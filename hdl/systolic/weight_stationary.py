@@ -31,7 +31,7 @@ from .grid import build_grid
 from .interface import gemm_signature, result_layout
 from .output_stationary import OUT_QUEUE_DEPTH
 
-__all__ = ["LUTRAM_CHUNK", "WeightStationaryGemm", "WeightStationaryPE"]
+__all__ = ["LUTRAM_CHUNK", "AccumulatorColumn", "WeightStationaryGemm", "WeightStationaryPE"]
 
 #: Largest ``chunk`` whose accumulator goes to LUT RAM (64 × C sums: 256 RAM cells at C = 8
 #: of 32-bit sums); a larger one takes block RAM, whose output path limits the clock.
@@ -99,6 +99,72 @@ class WeightStationaryPE(wiring.Component):
         return m
 
 
+def _slot_layout(chunk: int) -> data.StructLayout:
+    """What the accumulator needs of a beat's tag: its chunk row and K-tile flags."""
+    return data.StructLayout({"valid": 1, "slot": range(chunk), "first_k": 1, "last_k": 1})
+
+
+class AccumulatorColumn(wiring.Component):
+    """One column's chunk accumulator: a sum per row of the chunk, read a step ahead into
+    ``stored`` (zero for a first K-tile) and written back with ``total`` unless it is the
+    last K-tile.
+
+    ``ahead`` is the tag two enabled steps before the beat whose ``total`` this column adds
+    (``fetch`` a step later, ``done`` two). Each column registers its own copies of the slot
+    and flags, and synthesis keeps the column as a module of its own (``acc_*`` in
+    ``synth.run.KEEP_HIERARCHY``): one shared address register drove every RAM cell of every
+    column across the die, which was the critical path at 150 MHz. A chunk small enough for
+    LUT RAM reads asynchronously into the ``stored`` register (a block RAM's unregistered
+    output alone takes most of a 150 MHz cycle); the only write that register can miss is the
+    one in the same step, by the row just ahead, which is forwarded (a flag compared a step
+    earlier keeps the compare off the path).
+    """
+
+    def __init__(self, *, width: int, chunk: int):
+        self._width, self._chunk = width, chunk
+        super().__init__({
+            "en": In(1),
+            "ahead": In(_slot_layout(chunk)),
+            "total": In(signed(width)),
+            "stored": Out(signed(width)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        lutram = self._chunk <= LUTRAM_CHUNK
+        m.submodules.sums = sums = Memory(
+            shape=signed(self._width), depth=self._chunk, init=[],
+            attrs={"ram_style": "distributed"} if lutram else {})
+        fetch = Signal(_slot_layout(self._chunk))
+        done = Signal(_slot_layout(self._chunk))
+        with m.If(self.en):
+            m.d.sync += [fetch.eq(self.ahead), done.eq(fetch)]
+        write = sums.write_port()
+        m.d.comb += [
+            write.addr.eq(done.slot),
+            write.data.eq(self.total),
+            write.en.eq(self.en & done.valid & ~done.last_k),
+        ]
+        if lutram:
+            read = sums.read_port(domain="comb")
+            forward = Signal()          # ``done`` will write the slot ``fetch`` reads
+            m.d.comb += read.addr.eq(fetch.slot)
+            with m.If(self.en):
+                m.d.sync += [
+                    forward.eq(fetch.valid & ~fetch.last_k
+                               & (fetch.slot == self.ahead.slot)),
+                    self.stored.eq(Mux(fetch.first_k, 0, Mux(forward, self.total, read.data))),
+                ]
+        else:
+            read = sums.read_port(domain="sync", transparent_for=(write,))
+            m.d.comb += [
+                read.addr.eq(fetch.slot),
+                read.en.eq(self.en),
+                self.stored.eq(Mux(done.first_k, 0, read.data)),
+            ]
+        return m
+
+
 class WeightStationaryGemm(wiring.Component):
     """R×C weight-stationary array, pass controller, chunk accumulator and output queue.
 
@@ -141,20 +207,27 @@ class WeightStationaryGemm(wiring.Component):
         weights_loaded = Signal(range(R + 1))   # rows of the next tile already sent down
         weights_loaded_next = Signal(range(R + 1))
         weights_short = Signal(init=1)          # weights_loaded != R
+        weights_short_next = Signal()
+        weights_one_short = Signal(init=R == 1)  # weights_loaded == R − 1
         tile_start = Signal()                   # the next tile's first activation enters
         weight_beat = Signal()
         m.d.comb += [
             weight_beat.eq(step & self.b.valid & (weights_short | tile_start)),
             self.b.ready.eq(weight_beat),
             weights_loaded_next.eq(weights_loaded),
+            weights_short_next.eq(weights_short),
         ]
+        # ``weights_short`` follows from flags (no adder or compare on the handshake's path).
         with m.If(tile_start):
-            m.d.comb += weights_loaded_next.eq(weight_beat)
+            m.d.comb += [weights_loaded_next.eq(weight_beat),
+                         weights_short_next.eq((R != 1) | ~weight_beat)]
         with m.Elif(weight_beat):
-            m.d.comb += weights_loaded_next.eq(weights_loaded + 1)
+            m.d.comb += [weights_loaded_next.eq(weights_loaded + 1),
+                         weights_short_next.eq(~weights_one_short)]
         m.d.sync += [
             weights_loaded.eq(weights_loaded_next),
-            weights_short.eq(weights_loaded_next != R),
+            weights_short.eq(weights_short_next),
+            weights_one_short.eq(weights_loaded_next == R - 1),
         ]
 
         # --- Activation side: walks the passes of the current job. ---
@@ -189,13 +262,32 @@ class WeightStationaryGemm(wiring.Component):
         n_single = Signal()                     # size_n <= C
         job_end = Signal()
         m.d.comb += job_end.eq(last_row & last_k_tile & last_chunk & last_n_tile)
+        # The chunk after this one (meaningful while it is not the last): its last row index
+        # and whether that is 0, registered from m_left every cycle. m_left moves only when a
+        # chunk ends, and a chunk that is not the last has CHUNK rows, so with CHUNK >= 2 the
+        # next chunk end is at least two cycles later and finds these current; with CHUNK = 1
+        # they are constants.
+        next_chunk_last = Signal(range(CHUNK))
+        if CHUNK == 1:
+            m.d.comb += [next_chunk_last.eq(0), next_chunk_single.eq(1)]
+        else:
+            m.d.sync += [
+                next_chunk_last.eq(Mux(m_left < 2 * CHUNK, m_left - (CHUNK + 1), CHUNK - 1)),
+                next_chunk_single.eq(m_left == CHUNK + 1),
+            ]
 
         open_ = Signal()
         wants_beat = Signal()
         needs_weights = Signal()
         beat = Signal()
+        # The beat again for the skew-line heads, from the datapath's copy of the step flag:
+        # the heads' operand muxes (R·W loads) stay off the controller's beat net.
+        beat_dp = Signal()
+        weight_beat_dp = Signal()
         row_zero_next = Signal()
         m.d.comb += [
+            beat_dp.eq(step_dp & open_ & self.a.valid),
+            weight_beat_dp.eq(step_dp & self.b.valid & (weights_short | (beat_dp & row_zero))),
             wants_beat.eq(step & busy),
             needs_weights.eq(row_zero & weights_short),
             beat.eq(step & open_ & self.a.valid),
@@ -207,7 +299,7 @@ class WeightStationaryGemm(wiring.Component):
         m.d.sync += [
             busy.eq(busy_next),
             row_zero.eq(row_zero_next),
-            open_.eq(busy_next & ~(row_zero_next & (weights_loaded_next != R))),
+            open_.eq(busy_next & ~(row_zero_next & weights_short_next)),
         ]
         with m.If(beat):
             with m.If(~last_row):
@@ -224,17 +316,15 @@ class WeightStationaryGemm(wiring.Component):
                     m.d.sync += [k_base.eq(0), k_left.eq(size_k), last_k_tile.eq(k_single),
                                  first_k_tile.eq(1)]
                     with m.If(~last_chunk):
-                        # The next chunk: its last row index and whether it has one row
-                        # (``next_chunk_single``, compared when m_left last moved).
-                        after = Mux(m_left < 2 * CHUNK, m_left - (CHUNK + 1), CHUNK - 1)
+                        # The next chunk: its last row index and whether it has one row, both
+                        # computed from m_left a cycle or more before (below).
                         m.d.sync += [
                             m_base.eq(m_base + CHUNK),
                             m_left.eq(m_left - CHUNK),
                             last_chunk.eq(m_left <= 2 * CHUNK),
-                            chunk_last.eq(after), rows_left.eq(after),
+                            chunk_last.eq(next_chunk_last), rows_left.eq(next_chunk_last),
                             chunk_single.eq(next_chunk_single),
                             last_row.eq(next_chunk_single),
-                            next_chunk_single.eq((m_left == 2 * CHUNK + 1) | (CHUNK == 1)),
                         ]
                     with m.Else():
                         m.d.sync += [
@@ -244,7 +334,6 @@ class WeightStationaryGemm(wiring.Component):
                             chunk_last.eq(first_chunk_last), rows_left.eq(first_chunk_last),
                             chunk_single.eq(first_chunk_single),
                             last_row.eq(first_chunk_single),
-                            next_chunk_single.eq((size_m == CHUNK + 1) | (CHUNK == 1)),
                         ]
                         with m.If(~last_n_tile):
                             m.d.sync += [n_base.eq(n_base + C), n_left.eq(n_left - C),
@@ -281,7 +370,6 @@ class WeightStationaryGemm(wiring.Component):
                     rows_left.eq(first_last),
                     last_row.eq(single_row), chunk_single.eq(single_row),
                     first_chunk_single.eq(single_row),
-                    next_chunk_single.eq((desc.m == CHUNK + 1) | (CHUNK == 1)),
                 ]
 
         # --- Skewed injection: activation row i and weight column j are delayed by i + 1 and
@@ -291,9 +379,9 @@ class WeightStationaryGemm(wiring.Component):
         for i in range(R):
             head = Signal(act_layout, name=f"a_skew_{i}_0")
             m.d.comb += [
-                head.value.eq(Mux(beat, self.a.payload[i], 0)),
-                head.valid.eq(beat),
-                head.first.eq(tile_start),
+                head.value.eq(Mux(beat_dp, self.a.payload[i], 0)),
+                head.valid.eq(beat_dp),
+                head.first.eq(beat_dp & row_zero),
             ]
             head = delay_line(m, head, shape=act_layout, steps=i + 1, enable=step_dp,
                               name=f"a_skew_{i}")
@@ -304,8 +392,8 @@ class WeightStationaryGemm(wiring.Component):
             head = Signal(w_layout, name=f"b_skew_{j}_0")
             m.d.comb += [
                 head.value.eq(self.b.payload[j]),
-                head.valid.eq(weight_beat),
-                head.row.eq(Mux(tile_start, 0, weights_loaded)),
+                head.valid.eq(weight_beat_dp),
+                head.row.eq(Mux(beat_dp & row_zero, 0, weights_loaded)),
             ]
             head = delay_line(m, head, shape=w_layout, steps=j + 1, enable=step_dp,
                               name=f"b_skew_{j}")
@@ -347,46 +435,25 @@ class WeightStationaryGemm(wiring.Component):
             with m.If(step_dp):
                 m.d.sync += delayed.eq(tags[-1])
             tags.append(delayed)
-        fetch, done = tags[-2], tags[-1]
+        done = tags[-1]
 
-        # --- Chunk accumulator: read one step ahead into a register, add, write back or send
-        # out. A chunk small enough for LUT RAM reads asynchronously into a fabric register
-        # (a block RAM's unregistered output alone takes most of a 150 MHz cycle); the only
-        # write that register can miss is the one in the same step, by the row just ahead,
-        # which is forwarded (a flag compared a step earlier keeps the compare off the path).
+        # --- Chunk accumulator: one column each (:class:`AccumulatorColumn`), fed the tag
+        # two steps before ``done``; each keeps its own copy of the slot and flags. ---
         acc_layout = data.ArrayLayout(signed(A), C)
-        lutram = CHUNK <= LUTRAM_CHUNK
-        m.submodules.acc = acc = Memory(shape=acc_layout, depth=CHUNK, init=[],
-                                        attrs={"ram_style": "distributed"} if lutram else {})
-        acc_write = acc.write_port()
         total = Signal(acc_layout)
-        m.d.comb += [
-            acc_write.addr.eq(done.slot),
-            acc_write.data.eq(total),
-            acc_write.en.eq(step_dp & done.valid & ~done.last_k),
-        ]
-        stored = Signal(acc_layout)     # the sum stored for ``done``'s slot
-        if lutram:
-            acc_read = acc.read_port(domain="comb")
-            ahead = tags[-3]
-            forward = Signal()          # ``done`` will write the slot ``fetch`` reads
-            m.d.comb += acc_read.addr.eq(fetch.slot)
-            # ``stored`` is already zero for a first K-tile (``fetch`` becomes ``done``), so
-            # the flag's fan-out over C sums is off the adder's path.
-            with m.If(step_dp):
-                m.d.sync += [
-                    forward.eq(fetch.valid & ~fetch.last_k & (fetch.slot == ahead.slot)),
-                    stored.eq(Mux(fetch.first_k, 0, Mux(forward, total, acc_read.data))),
-                ]
-        else:
-            acc_read = acc.read_port(domain="sync", transparent_for=(acc_write,))
-            m.d.comb += [
-                acc_read.addr.eq(fetch.slot),
-                acc_read.en.eq(step_dp),
-                stored.eq(Mux(done.first_k, 0, acc_read.data)),
-            ]
+        ahead = tags[-3]
         for j in range(C):
-            m.d.comb += total[j].eq(stored[j] + col_sums[j])
+            column = AccumulatorColumn(width=A, chunk=CHUNK)
+            m.submodules[f"acc_{j}"] = column
+            m.d.comb += [
+                column.en.eq(step_dp),
+                column.ahead.valid.eq(ahead.valid),
+                column.ahead.slot.eq(ahead.slot),
+                column.ahead.first_k.eq(ahead.first_k),
+                column.ahead.last_k.eq(ahead.last_k),
+                column.total.eq(total[j]),
+                total[j].eq(column.stored + col_sums[j]),
+            ]
 
         # The output register: the queue's write port sees registers only.
         out_row = Signal(out_layout)
