@@ -161,3 +161,44 @@ def test_results_table():
         "| mac | 24 | 320.5 | — |",
         "| a\\|b | — | — | x |",
     ]
+
+
+class _Flag(wiring.Component):
+    d: In(1)
+    q: Out(1)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.d.sync += self.q.eq(self.d)
+        return m
+
+
+class _TwinFlags(wiring.Component):
+    """Two submodules registering the same input: identical registers, as a flag is in the PEs
+    of one anti-diagonal of a systolic array."""
+
+    d: In(1)
+    q: Out(2)
+
+    def elaborate(self, platform):
+        m = Module()
+        for i in range(2):
+            m.submodules[f"pe_{i}"] = flag = _Flag()
+            m.d.comb += [flag.d.eq(self.d), self.q[i].eq(flag.q)]
+        return m
+
+
+def test_keep_hierarchy_keeps_identical_registers_apart(tmp_path):
+    """Flattened, Yosys merges the twin registers into one; with the submodules kept (as
+    ``KEEP_HIERARCHY`` does for the GEMM PEs) each keeps its own. The option is in the key."""
+    from synth.run import keep_hierarchy_of, synth_key
+    top = _TwinFlags()
+    source = tmp_path / "twin.v"
+    source.write_text(verilog.convert(top, name="twin"))
+    flat = synthesize(source, "twin", "ecp5", tmp_path / "flat", place=False)
+    kept = synthesize(source, "twin", "ecp5", tmp_path / "kept", place=False,
+                      keep_hierarchy=("pe_*",))
+    assert (flat.ffs, kept.ffs) == (1, 2)
+    assert keep_hierarchy_of("systolic_gemm") == ("pe_*", "acc_*")
+    assert keep_hierarchy_of("attention") == ()
+    assert synth_key("d", "ecp5") != synth_key("d", "ecp5", keep_hierarchy=("pe_*",))
