@@ -103,3 +103,13 @@ def test_output_stationary_unimpeded_counts(rows, cols):
     # Fill and drain: skew (R + C), product and accumulate (2), column drain (R), deskew
     # (C − 1), output register and queue (2), plus the descriptor's cycle.
     assert counters["cycles"] - beats <= 2 * (rows + cols) + 6, counters
+
+
+def test_output_stationary_largest_k():
+    """K at the descriptor's maximum (2**DIM_BITS − 1): the fold's beat down-counter and
+    last-beat flags at full width, exact against A·B."""
+    config = SystolicGemmConfig(rows=1, cols=2)
+    rng = np.random.default_rng(65535)
+    a, b = rng.integers(-128, 128, (1, 65535)), rng.integers(-128, 128, (65535, 2))
+    got = run_jobs(config, [(a, b)], seed=65535, gap=0.0)
+    np.testing.assert_array_equal(got[0], a @ b)

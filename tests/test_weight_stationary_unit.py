@@ -86,7 +86,7 @@ class _WithReset(Elaboratable):
 
 
 def run_jobs(config: SystolicGemmConfig, jobs: list[Job], *, seed: int, in_gap: float,
-             out_gap: float) -> dict[str, int]:
+             out_gap: float, watchdog_cycles: int = WATCHDOG_CYCLES) -> dict[str, int]:
     """Send ``jobs``, check every result against ``a @ b``; return the final counters."""
     print(f"seed={seed}")
     dut = WeightStationaryGemm(config)
@@ -157,9 +157,9 @@ def run_jobs(config: SystolicGemmConfig, jobs: list[Job], *, seed: int, in_gap: 
             counters[name] = ctx.get(getattr(dut.counters, name))
 
     async def watchdog(ctx):
-        for _ in range(WATCHDOG_CYCLES):
+        for _ in range(watchdog_cycles):
             await ctx.tick()
-        raise AssertionError(f"timed out after {WATCHDOG_CYCLES} cycles")
+        raise AssertionError(f"timed out after {watchdog_cycles} cycles")
 
     sim = Simulator(top)
     sim.add_clock(CLOCK_PERIOD)
@@ -276,3 +276,14 @@ def test_block_ram_accumulator():
     jobs = [make_job(config, rng, LUTRAM_CHUNK + 2, 5, 3), make_job(config, rng, 1, 6, 2)]
     counters = run_jobs(config, jobs, seed=23, in_gap=0.3, out_gap=0.3)
     assert counters["busy_cycles"] == sum(len(job.a_beats) for job in jobs)
+
+
+def test_largest_m():
+    """M at the descriptor's maximum (2**DIM_BITS − 1): 1024 chunks, the last one short, and
+    the chunk bookkeeping (m_left, the next chunk's last row) at full width."""
+    config = ws_config(2, 1, 64)
+    rng = np.random.default_rng(65535)
+    job = make_job(config, rng, 65535, 1, 1)
+    counters = run_jobs(config, [job], seed=65535, in_gap=0.0, out_gap=0.0,
+                        watchdog_cycles=200_000)
+    assert counters["busy_cycles"] == len(job.a_beats)
