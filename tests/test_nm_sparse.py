@@ -98,6 +98,7 @@ def test_mac_acc_width_too_small_refused():
         BLOCKS["nm_sparse_mac"].config({"acc_width": "17"})
 
 
+@pytest.mark.full    # the shared harness is checked in the default tier on systolic_gemm
 def test_bench_harness_counts_like_the_testbench():
     """The self-driving top measures the same cycles as the cocotb-driven DUT."""
     require("verilator")

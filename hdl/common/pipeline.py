@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from amaranth.hdl import Module, Mux, ResetSignal, Signal, Value, signed, unsigned
 
-__all__ = ["delay_line", "pipelined_product", "pipelined_tree", "queue_room", "queue_room_copy",
-           "shift_add_product", "stage"]
+__all__ = ["delay_line", "enable_copy", "pipelined_product", "pipelined_tree",
+           "queue_room_flags", "shift_add_product", "stage"]
 
 
 def stage(m: Module, value, *, enable: Value, name: str) -> Signal:
@@ -17,29 +17,44 @@ def stage(m: Module, value, *, enable: Value, name: str) -> Signal:
     return register
 
 
-def queue_room(m: Module, level: Value, *, limit: int, name: str) -> Signal:
-    """A registered "the queue has room" enable: high in the cycle after ``level`` was at
-    most ``limit``.
+def queue_room_flags(m: Module, level: Value, *, limit: int) -> tuple[Signal, Signal, Signal]:
+    """Registered "the queue has room" enables for a datapath that a queue's back-pressure
+    freezes: high two cycles after ``level`` was at most ``limit``.
 
     A datapath that stalls on a queue's combinational ``w_rdy`` has that signal, and the
-    queue's level logic before it, in front of every register it enables. This flag leaves a
-    register's clock-to-out there instead, at the price of looking one cycle back: ``limit``
-    must leave room for every write that can still arrive after the level was sampled (the
-    caller counts them; a deeper queue keeps the throughput)."""
-    room = Signal(name=name, init=1)
-    m.d.sync += room.eq(level <= limit)
-    return room
+    queue's level logic before it, in front of every register it enables. Here the level
+    reaches a register first (``step_early``), and the enables are registered copies of it,
+    so each enable net starts at a register and has no logic before its loads. The price is
+    looking two cycles back: ``limit`` must leave room for every write that can still arrive
+    after the level was sampled (the caller counts them; a deeper queue keeps the
+    throughput).
+
+    Returns ``(step, step_dp, step_early)``, equal enables each cycle: ``step`` for a
+    controller (few loads), ``step_dp`` for a datapath's skew lines and tags, and
+    ``step_early``, from which a module kept apart in synthesis registers a copy of its own
+    (:func:`enable_copy`). Yosys merges identical registers, so ``step`` has a reset to 1 and
+    ``step_dp`` has none and takes the reset as an input (``| rst``) instead; both are high
+    after a reset, as a copy is."""
+    rst = ResetSignal("sync", allow_reset_less=True)   # 0 in a reset-less domain
+    early = Signal(name="step_early", init=1, reset_less=True)
+    step = Signal(name="step", init=1)
+    step_dp = Signal(name="step_dp", init=1, reset_less=True)
+    m.d.sync += [
+        early.eq((level <= limit) | rst),
+        step.eq(early),
+        step_dp.eq(early | rst),
+    ]
+    return step, step_dp, early
 
 
-def queue_room_copy(m: Module, level: Value, *, limit: int, name: str) -> Signal:
-    """A second :func:`queue_room` flag, equal to it in every cycle, for a separate share of
-    its fan-out (a controller keeps the first, with few loads, a datapath's thousands of
-    enables take this one). Yosys merges identical registers, so this one is reset-less and
-    takes the reset as an input instead (``| rst``: high after a reset cycle, as the first)."""
-    room = Signal(name=name, init=1, reset_less=True)
-    # A reset-less domain (some boards' clock) has no reset to follow: then this is 0.
-    m.d.sync += room.eq((level <= limit) | ResetSignal("sync", allow_reset_less=True))
-    return room
+def enable_copy(m: Module, step_early: Value, *, name: str = "step") -> Signal:
+    """A module's own copy of an array-wide enable of :func:`queue_room_flags`, registered
+    from its ``step_early``: equal to ``step`` in every cycle. One enable register with
+    thousands of loads spread over the die becomes one per PE with its few hundred loads
+    beside it (synthesis keeps the PE modules apart, so the copies are not merged back)."""
+    enable = Signal(name=name, init=1)
+    m.d.sync += enable.eq(step_early)
+    return enable
 
 
 def delay_line(m: Module, value, *, shape, steps: int, enable: Value, name: str):

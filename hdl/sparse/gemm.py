@@ -36,7 +36,7 @@ class NMSparseGemm(OutputStationaryArray):
                          signature=sparse_gemm_signature(config))
 
     def make_pe(self, row: int, col: int) -> wiring.Component:
-        return NMSparsePE(self._config, acc_width=self._config.acc_width)
+        return NMSparsePE(self._config, acc_width=self._config.acc_width, enable_ahead=True)
 
     def row_operand_shape(self):
         return pe_row_layout(self._config)

@@ -6,6 +6,7 @@ from amaranth.hdl import Const, Module, Mux, Signal, Value, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
+from ..common.pipeline import enable_copy
 from ..systolic.output_stationary import beat_layout
 from .interface import pe_row_layout, weight_group_layout
 
@@ -28,15 +29,18 @@ class NMSparsePE(wiring.Component):
     Four stages, each a cycle of ``en``: select the N activations (by index, or lanes 0..N-1 in
     dense mode), multiply, sum the N products, accumulate. On a fold's ``last`` beat the sum
     moves to ``result``; ``shift`` loads ``result`` from ``chain_in`` to drain the column.
+    With ``enable_ahead``, ``en`` is the enable of the next cycle, registered here
+    (:func:`~hdl.common.pipeline.enable_copy`), as the array drives it.
     """
 
     #: Enabled steps from a beat in ``a_in`` to its ``capture`` (the array's tile tags wait
     #: this long).
     CAPTURE = 3
 
-    def __init__(self, config, *, acc_width: int):
+    def __init__(self, config, *, acc_width: int, enable_ahead: bool = False):
         self._config = config
         self._acc_width = acc_width
+        self._enable_ahead = enable_ahead
         row = beat_layout(pe_row_layout(config))
         group = weight_group_layout(config)
         super().__init__({
@@ -64,11 +68,12 @@ class NMSparsePE(wiring.Component):
         acc = Signal(signed(A))
         total = Signal(signed(A))
         row = self.a_in.value
+        en = enable_copy(m, self.en) if self._enable_ahead else self.en
         m.d.comb += [
             total.eq(Mux(frames[2].first, 0, acc) + group_sum),
-            self.capture.eq(self.en & frames[2].valid & frames[2].last),
+            self.capture.eq(en & frames[2].valid & frames[2].last),
         ]
-        with m.If(self.en):
+        with m.If(en):
             m.d.sync += [
                 self.a_out.eq(self.a_in), self.b_out.eq(self.b_in),
                 frames[0].valid.eq(self.a_in.valid), frames[0].first.eq(self.a_in.first),

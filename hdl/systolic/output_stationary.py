@@ -18,7 +18,7 @@ from amaranth.lib import data, fifo, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..common.counters import count_cycles
-from ..common.pipeline import delay_line, queue_room, queue_room_copy, shift_add_product
+from ..common.pipeline import delay_line, enable_copy, queue_room_flags, shift_add_product
 from .config import DIM_BITS, SystolicGemmConfig
 from .grid import build_grid
 from .interface import gemm_signature
@@ -41,10 +41,14 @@ class OutputStationaryPE(wiring.Component):
 
     ``shift`` loads ``result`` from ``chain_in`` (the PE above) to drain the column; a capture
     in the same step takes priority (the controller guarantees the shifted value is stale).
+
+    With ``enable_ahead``, ``en`` is the enable of the next cycle and the PE registers its own
+    copy (:func:`~hdl.common.pipeline.enable_copy`), as the arrays drive it.
     """
 
-    def __init__(self, *, width: int, acc_width: int):
+    def __init__(self, *, width: int, acc_width: int, enable_ahead: bool = False):
         self._acc_width = acc_width
+        self._enable_ahead = enable_ahead
         #: Enabled steps from a beat in ``a_in`` to its ``capture`` (the array's tile tags
         #: wait this long): the adder tree's levels over ``width`` partial products.
         self.CAPTURE = (width - 1).bit_length()
@@ -62,11 +66,12 @@ class OutputStationaryPE(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
+        en = enable_copy(m, self.en) if self._enable_ahead else self.en
         # The product comes from shifted partial products summed by a registered adder tree
         # (``shift_add_product``), all in LUTs beside the accumulator: an ECP5 DSP sits in a
         # row of its own, and the placer left the wires to it (2.5-3.5 ns each way) on the
         # critical path whatever registers surrounded it.
-        product, latency = shift_add_product(m, self.b_in, self.a_in.value, enable=self.en,
+        product, latency = shift_add_product(m, self.b_in, self.a_in.value, enable=en,
                                              name="product")
         frame_layout = data.StructLayout({"valid": 1, "first": 1, "last": 1})
         frames = [Signal(frame_layout, name=f"frame_{stage}") for stage in range(latency)]
@@ -75,9 +80,9 @@ class OutputStationaryPE(wiring.Component):
         total = Signal(signed(self._acc_width))
         m.d.comb += [
             total.eq(Mux(framing.first, 0, acc) + product),
-            self.capture.eq(self.en & framing.valid & framing.last),
+            self.capture.eq(en & framing.valid & framing.last),
         ]
-        with m.If(self.en):
+        with m.If(en):
             m.d.sync += [
                 self.a_out.eq(self.a_in), self.b_out.eq(self.b_in),
                 frames[0].valid.eq(self.a_in.valid),
@@ -106,8 +111,9 @@ class OutputStationaryArray(wiring.Component):
     bottom-up, each tagged with its ``row`` and first ``col``; lanes past N hold zeros.
 
     A block specializes the hooks below: the PE (:meth:`make_pe`, with the ports of
-    :class:`OutputStationaryPE`), how many beats a fold takes, the descriptor check, and what
-    enters the rows and columns. The dense GEMM and the N:M sparse GEMM are two such arrays.
+    :class:`OutputStationaryPE`, taking ``en`` a cycle ahead as ``enable_ahead`` does), how
+    many beats a fold takes, the descriptor check, and what enters the rows and columns. The
+    dense GEMM and the N:M sparse GEMM are two such arrays.
     """
 
     def __init__(self, *, rows: int, cols: int, acc_width: int, signature: dict):
@@ -149,31 +155,33 @@ class OutputStationaryArray(wiring.Component):
         R, C, A = self._rows, self._cols, self._acc_width
         m = Module()
 
-        # Output queue. The array steps on a registered flag (``queue_room``), not on the
+        # Output queue. The array steps on registered flags (``queue_room_flags``), not on the
         # queue's ``w_rdy``: the level logic stays out of the paths of the thousands of
-        # registers the step enables. A row reaches the queue through one output register, so
-        # a write at t+2 comes from a step at t+1, decided from the level at t: at most two
-        # writes follow that level, and the queue takes a write while its level is at most
-        # depth − 2 (its output register aside). 8 RAM entries (a power of two: plain
-        # pointers) plus that register; a free-flowing output keeps the level at 2 or less.
+        # registers the step enables. The step at t+2 is decided from the level at t, and a
+        # row reaches the queue through one output register (a step at s writes at s+1), so
+        # the write at t+3 follows three more writes than that level counts; the queue takes a
+        # write while its level is at most depth − 2 (its output register aside), hence the
+        # limit depth − 5. 8 RAM entries (a power of two: plain pointers) plus that register;
+        # a free-flowing output keeps the level at 2 or less, under the limit.
         out_layout = self.signature.members["c"].signature.members["payload"].shape
         depth = OUT_QUEUE_DEPTH
         m.submodules.out_queue = out_queue = fifo.SyncFIFOBuffered(width=out_layout.size,
                                                                    depth=depth)
-        step = queue_room(m, out_queue.level, limit=depth - 4, name="step")
-        # The same flag twice: ``step`` for the controller (its handshake and next-state
-        # logic), ``step_dp`` for the thousands of datapath enables, so that fan-out is off
-        # the controller's paths.
-        step_dp = queue_room_copy(m, out_queue.level, limit=depth - 4, name="step_dp")
+        # ``step`` for the controller (its handshake and next-state logic), ``step_dp`` for
+        # the skew lines, tags and drain, and a copy inside each PE (registered there from
+        # ``step_early``), so that no enable net spans the whole array.
+        step, step_dp, step_early = queue_room_flags(m, out_queue.level, limit=depth - 5)
 
         # --- Input controller: walks the folds of the current job. ---
-        # The beat handshake fans out to every skew-line head, so it sees registers only:
-        # ``busy``, the flags of the next beat (first / last of its fold) and ``open_``, which
-        # says a beat may enter (busy, and not a final beat that must wait for the drain),
-        # computed from the next state of its inputs. That next state combines one-bit flags
-        # only: what a fold's end decides (its last beat, the last tile column, the last tile
-        # row) is kept in flags set one beat or one fold ahead from down-counters, so no adder
-        # or compare lies between the handshake and ``open_``.
+        # The beat handshake fans out to every skew-line head, so it sees registers and one
+        # multiplexer only: ``busy``, the flags of the next beat (first / last of its fold)
+        # and ``open_``, which says a beat may enter (busy, and not a final beat that must
+        # wait for the drain). What a fold's end decides (its last beat, the last tile column,
+        # the last tile row) is kept in flags set one beat or one fold ahead from
+        # down-counters. ``open_`` is chosen between three registered candidates, each
+        # computed a cycle ahead from the state alone, for a beat, a descriptor taken, or
+        # neither in the cycle before: so the handshake's own loop (beat -> next state ->
+        # open_ -> beat) is a register and two LUTs, not the controller's next-state logic.
         busy, busy_next = Signal(), Signal()
         size_n = Signal(DIM_BITS, name="size_n")
         last_k = Signal(DIM_BITS)               # index of a fold's last beat
@@ -193,7 +201,6 @@ class OutputStationaryArray(wiring.Component):
         # next fold finishes (only short K or a starved input ever makes the array wait).
         since_fold_end = Signal(range(R + 1), init=R)
         since_fold_end_next = Signal(range(R + 1))
-        open_ = Signal()
         m.d.comb += [
             busy_next.eq(busy),
             last_beat_next.eq(last_beat),
@@ -203,7 +210,6 @@ class OutputStationaryArray(wiring.Component):
             busy.eq(busy_next),
             last_beat.eq(last_beat_next),
             since_fold_end.eq(since_fold_end_next),
-            open_.eq(busy_next & ~(last_beat_next & (since_fold_end_next < R - 1))),
         ]
 
         desc_bad = Signal()
@@ -228,6 +234,28 @@ class OutputStationaryArray(wiring.Component):
                 ]
                 self.accept_job(m, desc)
 
+        # ``open_`` = busy_next & ~(last_beat_next & since_fold_end_next < R − 1), taken
+        # apart by what happened in the cycle before (a beat and a taken descriptor never
+        # coincide: a descriptor is taken only while idle).
+        since_stepped = Signal(range(R + 1))   # since_fold_end after a step with no fold end
+        m.d.comb += since_stepped.eq(Mux(since_fold_end == R, R, since_fold_end + 1))
+        since_after = Mux(step, since_stepped, since_fold_end)   # ... with no beat
+        open_after_beat, open_after_idle, open_after_desc = Signal(), Signal(), Signal()
+        beat_before, desc_before = Signal(), Signal()
+        m.d.sync += [
+            open_after_beat.eq(Mux(
+                last_beat,
+                ~(last_n & last_m) & ~(fold_single & (R > 1)),   # a fold ends: since -> 0
+                ~(second_last & (since_stepped < R - 1)))),
+            open_after_idle.eq(busy & ~(last_beat & (since_after < R - 1))),
+            open_after_desc.eq(~((self.fold_last_beat(self.desc.payload) == 0)
+                                 & (since_after < R - 1))),
+            desc_before.eq(self.desc.valid & self.desc.ready & ~desc_bad),
+        ]
+        open_ = Signal()
+        m.d.comb += open_.eq(Mux(desc_before, open_after_desc,
+                                 Mux(beat_before, open_after_beat, open_after_idle)))
+
         wants_beat = Signal()
         drain_wait = Signal()
         beat = Signal()
@@ -242,6 +270,7 @@ class OutputStationaryArray(wiring.Component):
             self.a.ready.eq(beat),
             self.b.ready.eq(beat),
         ]
+        m.d.sync += beat_before.eq(beat)
         with m.If(step):
             with m.If(beat & last_beat):
                 m.d.comb += since_fold_end_next.eq(0)
@@ -294,8 +323,8 @@ class OutputStationaryArray(wiring.Component):
             col_inputs.append(head)
 
         # --- The PE grid. ---
-        pes = build_grid(m, self.make_pe, rows=R, cols=C, enable=step_dp, row_inputs=row_inputs,
-                         col_inputs=col_inputs,
+        pes = build_grid(m, self.make_pe, rows=R, cols=C, enable=step_early,
+                         row_inputs=row_inputs, col_inputs=col_inputs,
                          across=("a_in", "a_out"), down=("b_in", "b_out"),
                          chain=("chain_in", "result"))
 
@@ -322,17 +351,29 @@ class OutputStationaryArray(wiring.Component):
 
         # --- Column drain: after the bottom PE captures, R shift steps move the tile out
         # bottom-first. Shift k only writes rows i >= k, so rows that already captured the
-        # next fold keep their new result. ---
+        # next fold keep their new result. The bottom PE of column j captures a fold in the
+        # step its tile tag is R + j + CAPTURE steps down the tag line: the drain starts from
+        # that tag, a register beside it, not from the PE's own capture logic. Row i shifts
+        # while 1 <= phase <= i: those flags are a register of their own per PE, set for
+        # rows 1.. when the drain starts and shifted down a row each step (row i's flag
+        # takes row i−1's), so each is one LUT from registers. ---
         col_outputs = []
         drain_phase = []
         for j in range(C):
             phase = Signal(range(R + 1), name=f"drain_phase_{j}")   # 0: idle, else shift k
-            with m.If(pes[R - 1][j].capture):
+            start = Signal()
+            m.d.comb += start.eq(step_dp & tile_tags[R + j + capture_latency].valid)
+            with m.If(start):
                 m.d.sync += phase.eq(1)
             with m.Elif(step_dp & (phase != 0)):
                 m.d.sync += phase.eq(Mux(phase == R, 0, phase + 1))
+            shifts = [Signal(name=f"shift_{i}_{j}") for i in range(R)]
             for i in range(R):
-                m.d.comb += pes[i][j].shift.eq((phase != 0) & (phase <= i))
+                with m.If(start):
+                    m.d.sync += shifts[i].eq(i >= 1)
+                with m.Elif(step_dp):
+                    m.d.sync += shifts[i].eq(shifts[i - 1] if i >= 1 else 0)
+                m.d.comb += pes[i][j].shift.eq(shifts[i])
             # Deskew: column j waits C-1-j steps so that a tile row leaves in one piece.
             head = Signal(signed(A), name=f"c_deskew_{j}_0")
             m.d.comb += head.eq(pes[R - 1][j].result)
@@ -388,7 +429,10 @@ class OutputStationaryArray(wiring.Component):
         stall_out = Signal()
         m.d.comb += [
             stall_in.eq(step & wants_beat & ~drain_wait & ~beat),
-            stall_out.eq(active & ~step),
+            # The step is low only two cycles after the queue held more than depth − 5 rows,
+            # so the queue is not empty and the array active: no need for ``active`` here
+            # (its wide OR stays off this event's path).
+            stall_out.eq(~step),
         ]
         # The cycle counters count their events a cycle late (off the critical path); a
         # specialized array's own events count at once.
@@ -414,4 +458,5 @@ class OutputStationaryGemm(OutputStationaryArray):
                          signature=gemm_signature(config))
 
     def make_pe(self, row: int, col: int) -> wiring.Component:
-        return OutputStationaryPE(width=self._config.width, acc_width=self._config.acc_width)
+        return OutputStationaryPE(width=self._config.width, acc_width=self._config.acc_width,
+                                  enable_ahead=True)

@@ -25,7 +25,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..common.counters import count_cycles
-from ..common.pipeline import delay_line, queue_room, queue_room_copy, shift_add_product
+from ..common.pipeline import delay_line, enable_copy, queue_room_flags, shift_add_product
 from .config import DIM_BITS, SystolicGemmConfig
 from .grid import build_grid
 from .interface import gemm_signature, result_layout
@@ -59,6 +59,8 @@ class WeightStationaryPE(wiring.Component):
 
     A weight beat tagged with this PE's ``row`` loads the shadow register; an activation
     flagged ``first`` copies the shadow into the weight and already multiplies by it.
+    ``en`` is the array's enable a cycle ahead: the PE registers its own copy
+    (:func:`~hdl.common.pipeline.enable_copy`).
     """
 
     def __init__(self, *, row: int, rows: int, width: int):
@@ -75,18 +77,19 @@ class WeightStationaryPE(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
+        en = enable_copy(m, self.en)
         weight = Signal.like(self.w_in.value, name="weight")
         shadow = Signal.like(self.w_in.value, name="shadow")
         swap = Signal()
         m.d.comb += swap.eq(self.a_in.valid & self.a_in.first)
         # The product comes from shifted partial products summed by a registered adder tree
         # (``shift_add_product``, in LUTs: an ECP5 DSP sits in a row of its own, and the
-        # wires to it stayed on the critical path). A bubble's activation is zero, so its
-        # product adds nothing. The psum from the PE above, one step behind the activation
-        # there, meets this PE's product of the same row exactly.
+        # wires to it stayed on the critical path). A bubble's product adds only to the
+        # bubble's own psum wavefront, which no valid tag takes. The psum from the PE above,
+        # one step behind the activation there, meets this PE's product of the same row.
         product, _ = shift_add_product(m, Mux(swap, shadow, weight), self.a_in.value,
-                                       enable=self.en, name="product")
-        with m.If(self.en):
+                                       enable=en, name="product")
+        with m.If(en):
             m.d.sync += [
                 self.a_out.eq(self.a_in),
                 self.w_out.eq(self.w_in),
@@ -117,7 +120,8 @@ class AccumulatorColumn(wiring.Component):
     LUT RAM reads asynchronously into the ``stored`` register (a block RAM's unregistered
     output alone takes most of a 150 MHz cycle); the only write that register can miss is the
     one in the same step, by the row just ahead, which is forwarded (a flag compared a step
-    earlier keeps the compare off the path).
+    earlier keeps the compare off the path). ``en`` is the array's enable a cycle ahead, as
+    for the PEs: the column registers its own copy.
     """
 
     def __init__(self, *, width: int, chunk: int):
@@ -131,25 +135,26 @@ class AccumulatorColumn(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
+        en = enable_copy(m, self.en)
         lutram = self._chunk <= LUTRAM_CHUNK
         m.submodules.sums = sums = Memory(
             shape=signed(self._width), depth=self._chunk, init=[],
             attrs={"ram_style": "distributed"} if lutram else {})
         fetch = Signal(_slot_layout(self._chunk))
         done = Signal(_slot_layout(self._chunk))
-        with m.If(self.en):
+        with m.If(en):
             m.d.sync += [fetch.eq(self.ahead), done.eq(fetch)]
         write = sums.write_port()
         m.d.comb += [
             write.addr.eq(done.slot),
             write.data.eq(self.total),
-            write.en.eq(self.en & done.valid & ~done.last_k),
+            write.en.eq(en & done.valid & ~done.last_k),
         ]
         if lutram:
             read = sums.read_port(domain="comb")
             forward = Signal()          # ``done`` will write the slot ``fetch`` reads
             m.d.comb += read.addr.eq(fetch.slot)
-            with m.If(self.en):
+            with m.If(en):
                 m.d.sync += [
                     forward.eq(fetch.valid & ~fetch.last_k
                                & (fetch.slot == self.ahead.slot)),
@@ -159,7 +164,7 @@ class AccumulatorColumn(wiring.Component):
             read = sums.read_port(domain="sync", transparent_for=(write,))
             m.d.comb += [
                 read.addr.eq(fetch.slot),
-                read.en.eq(self.en),
+                read.en.eq(en),
                 self.stored.eq(Mux(done.first_k, 0, read.data)),
             ]
         return m
@@ -185,18 +190,18 @@ class WeightStationaryGemm(wiring.Component):
         P = _psum_width(W, R)
         m = Module()
 
-        # Output queue. The array steps on a registered flag decided from the queue's level
-        # a cycle ahead, and rows reach the queue through one output register: the same
+        # Output queue. The array steps on registered flags decided from the queue's level
+        # two cycles ahead, and rows reach the queue through one output register: the same
         # room rule as the output-stationary array's (see ``OUT_QUEUE_DEPTH`` there).
         out_layout = result_layout(cfg)
         depth = OUT_QUEUE_DEPTH
         m.submodules.out_queue = out_queue = fifo.SyncFIFOBuffered(width=out_layout.size,
                                                                    depth=depth)
-        step = queue_room(m, out_queue.level, limit=depth - 4, name="step")
-        # The same flag twice: ``step`` for the controller (its handshake and next-state
-        # logic), ``step_dp`` for the thousands of datapath enables, so that fan-out is off
-        # the controller's paths.
-        step_dp = queue_room_copy(m, out_queue.level, limit=depth - 4, name="step_dp")
+        # ``step`` for the controller (its handshake and next-state logic), ``step_dp`` for
+        # the skew lines, tags and output register, and a copy inside each PE and accumulator
+        # column (registered there from ``step_early``), so that no enable net spans the
+        # whole array.
+        step, step_dp, step_early = queue_room_flags(m, out_queue.level, limit=depth - 5)
 
         # The beat handshakes fan out to every skew-line head, so they see registers only:
         # ``open_`` (a beat may enter: busy, and not a tile start still short of weights),
@@ -373,13 +378,16 @@ class WeightStationaryGemm(wiring.Component):
                 ]
 
         # --- Skewed injection: activation row i and weight column j are delayed by i + 1 and
-        # j + 1 steps (the extra register keeps the handshake out of the first PE). ---
+        # j + 1 steps (the extra register keeps the handshake out of the first PE). The
+        # activations enter unconditionally: a bubble's products only join its own psum
+        # wavefront, which no valid tag takes, so only the flags need the handshake (zeroing
+        # the values put the beat net on the reset input of R·W registers). ---
         act_layout = _activation_layout(W)
         row_inputs = []
         for i in range(R):
             head = Signal(act_layout, name=f"a_skew_{i}_0")
             m.d.comb += [
-                head.value.eq(Mux(beat_dp, self.a.payload[i], 0)),
+                head.value.eq(self.a.payload[i]),
                 head.valid.eq(beat_dp),
                 head.first.eq(beat_dp & row_zero),
             ]
@@ -401,7 +409,7 @@ class WeightStationaryGemm(wiring.Component):
 
         # --- The PE grid. ---
         pes = build_grid(m, lambda i, j: WeightStationaryPE(row=i, rows=R, width=W), rows=R,
-                         cols=C, enable=step_dp, row_inputs=row_inputs, col_inputs=col_inputs,
+                         cols=C, enable=step_early, row_inputs=row_inputs, col_inputs=col_inputs,
                          across=("a_in", "a_out"), down=("w_in", "w_out"),
                          chain=("psum_in", "psum_out"))
 
@@ -446,7 +454,7 @@ class WeightStationaryGemm(wiring.Component):
             column = AccumulatorColumn(width=A, chunk=CHUNK)
             m.submodules[f"acc_{j}"] = column
             m.d.comb += [
-                column.en.eq(step_dp),
+                column.en.eq(step_early),
                 column.ahead.valid.eq(ahead.valid),
                 column.ahead.slot.eq(ahead.slot),
                 column.ahead.first_k.eq(ahead.first_k),
