@@ -288,8 +288,8 @@ BLOCKS: dict[str, BlockEntry] = {entry.name: entry for entry in [
         check_inputs="hdl.attention.layout:check_inputs",
         input_keys=("q", "k", "v"),
         output_keys=("o",),
-        regression=({"rows": "4", "cols": "4", "max_head_dim": "16"},),
-        regression_verilator=({"rows": "8", "cols": "8", "max_head_dim": "64"},),
+        regression_verilator=({"rows": "4", "cols": "4", "max_head_dim": "16"},
+                              {"rows": "8", "cols": "8", "max_head_dim": "64"}),
         regression_full=(
             {"rows": "3", "cols": "2", "max_head_dim": "32", "exp2": "table",
              "exp2_segments": "256", "causal": "false"},
@@ -323,10 +323,11 @@ BLOCKS: dict[str, BlockEntry] = {entry.name: entry for entry in [
         check_inputs="golden.pim:check_inputs",
         input_keys=("commands", "w", "x"),
         output_keys=("y", "accepted", "rule", "read_data"),
-        regression=(
+        regression_verilator=(
             {"banks": "1", "rows": "8", "columns": "8", "column_bits": "64", "lanes": "4",
              "dual_row_buffer": "false", "timing": "gddr6", "grf": "4", "srf": "2",
-             "crf": "12", "x_words": "256"},
+             "crf": "12", "x_words": "256"},),
+        regression=(
             {"banks": "2", "rows": "4", "columns": "4", "column_bits": "256", "lanes": "1",
              "unit": "pair", "tCCD_L": "1", "tRRD_L": "1", "tRRD_S": "1", "tREFI": "200",
              "tRFC": "20", "x_words": "256"},
