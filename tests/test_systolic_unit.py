@@ -83,6 +83,9 @@ def test_output_stationary_slow_consumer(rows, cols):
     for (a, b), result in zip(jobs, got, strict=True):
         np.testing.assert_array_equal(result, a @ b)
     assert counters["stall_out_cycles"] > 0, counters     # the queue did fill
+    # A stall cycle is an input stall, an output stall or a drain wait (each counted once).
+    assert counters["stall_cycles"] >= max(counters["stall_in_cycles"],
+                                           counters["stall_out_cycles"]), counters
 
 
 @pytest.mark.parametrize("rows, cols", [(1, 1), (3, 2), (4, 4)])
@@ -103,6 +106,24 @@ def test_output_stationary_unimpeded_counts(rows, cols):
     # Fill and drain: skew (R + C), product and accumulate (2), column drain (R), deskew
     # (C − 1), output register and queue (2), plus the descriptor's cycle.
     assert counters["cycles"] - beats <= 2 * (rows + cols) + 6, counters
+
+
+@pytest.mark.parametrize("rows, cols, k", [(4, 2, 1), (4, 2, 3), (3, 3, 2)])
+def test_output_stationary_short_k_drain_waits(rows, cols, k):
+    """Folds shorter than R, unimpeded: a fold's final beat waits until R steps after the
+    previous one (the column drain), and nothing else stalls, so the stall count is exactly
+    (folds − 1) · (R − K) and every beat still enters."""
+    config = SystolicGemmConfig(rows=rows, cols=cols)
+    rng = np.random.default_rng(rows * 100 + k)
+    m, n = 2 * rows + 1, 2 * cols
+    jobs = [(rng.integers(-128, 128, (m, k)), rng.integers(-128, 128, (k, n)))]
+    counters = {}
+    got = run_jobs(config, jobs, seed=rows + k, gap=0.0, counters=counters)
+    np.testing.assert_array_equal(got[0], jobs[0][0] @ jobs[0][1])
+    folds = -(-m // rows) * -(-n // cols)
+    assert counters["busy_cycles"] == folds * k, counters
+    assert counters["stall_in_cycles"] == counters["stall_out_cycles"] == 0, counters
+    assert counters["stall_cycles"] == (folds - 1) * (rows - k), counters
 
 
 def test_output_stationary_largest_k():
