@@ -288,9 +288,10 @@ BLOCKS: dict[str, BlockEntry] = {entry.name: entry for entry in [
         check_inputs="hdl.attention.layout:check_inputs",
         input_keys=("q", "k", "v"),
         output_keys=("o",),
-        regression_verilator=({"rows": "4", "cols": "4", "max_head_dim": "16"},
-                              {"rows": "8", "cols": "8", "max_head_dim": "64"}),
+        regression_verilator=({"rows": "4", "cols": "4", "max_head_dim": "16"},),
+        # 8×8 d = 64 first: a minute and a half on Verilator, most of it the build.
         regression_full=(
+            {"rows": "8", "cols": "8", "max_head_dim": "64"},
             {"rows": "3", "cols": "2", "max_head_dim": "32", "exp2": "table",
              "exp2_segments": "256", "causal": "false"},
             {"rows": "16", "cols": "16", "max_head_dim": "64"},
