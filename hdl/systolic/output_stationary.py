@@ -42,13 +42,12 @@ class OutputStationaryPE(wiring.Component):
     ``shift`` loads ``result`` from ``chain_in`` (the PE above) to drain the column; a capture
     in the same step takes priority (the controller guarantees the shifted value is stale).
 
-    With ``enable_ahead``, ``en`` is the enable of the next cycle and the PE registers its own
-    copy (:func:`~hdl.common.pipeline.enable_copy`), as the arrays drive it.
+    ``en`` is the array's enable a cycle ahead: the PE registers its own copy
+    (:func:`~hdl.common.pipeline.enable_copy`).
     """
 
-    def __init__(self, *, width: int, acc_width: int, enable_ahead: bool = False):
+    def __init__(self, *, width: int, acc_width: int):
         self._acc_width = acc_width
-        self._enable_ahead = enable_ahead
         #: Enabled steps from a beat in ``a_in`` to its ``capture`` (the array's tile tags
         #: wait this long): the adder tree's levels over ``width`` partial products.
         self.CAPTURE = (width - 1).bit_length()
@@ -66,7 +65,7 @@ class OutputStationaryPE(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        en = enable_copy(m, self.en) if self._enable_ahead else self.en
+        en = enable_copy(m, self.en)
         # The product comes from shifted partial products summed by a registered adder tree
         # (``shift_add_product``), all in LUTs beside the accumulator: an ECP5 DSP sits in a
         # row of its own, and the placer left the wires to it (2.5-3.5 ns each way) on the
@@ -111,7 +110,7 @@ class OutputStationaryArray(wiring.Component):
     bottom-up, each tagged with its ``row`` and first ``col``; lanes past N hold zeros.
 
     A block specializes the hooks below: the PE (:meth:`make_pe`, with the ports of
-    :class:`OutputStationaryPE`, taking ``en`` a cycle ahead as ``enable_ahead`` does), how
+    :class:`OutputStationaryPE`, taking ``en`` a cycle ahead as it does), how
     many beats a fold takes, the descriptor check, and what enters the rows and columns. The
     dense GEMM and the N:M sparse GEMM are two such arrays.
     """
@@ -458,5 +457,4 @@ class OutputStationaryGemm(OutputStationaryArray):
                          signature=gemm_signature(config))
 
     def make_pe(self, row: int, col: int) -> wiring.Component:
-        return OutputStationaryPE(width=self._config.width, acc_width=self._config.acc_width,
-                                  enable_ahead=True)
+        return OutputStationaryPE(width=self._config.width, acc_width=self._config.acc_width)
